@@ -1,0 +1,1 @@
+"""swarmlink.identity."""

@@ -1,0 +1,137 @@
+"""Node-level events, delivered to SDK subscribers and over the control API.
+
+Each event is a small frozen dataclass; ``to_json()`` gives ``{"type": ..., **fields}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "FileReceived",
+    "MessageReceived",
+    "NodeEvent",
+    "PeerConnected",
+    "PeerDisconnected",
+    "TrustEstablished",
+    "TrustRejected",
+    "TrustRequested",
+    "TrustRevoked",
+    "event_from_json",
+]
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Base class. ``type`` is the JSON discriminator."""
+
+    type: ClassVar[str] = "event"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class PeerConnected(NodeEvent):
+    """A session with ``agent_id`` is up (TLS verified, versions negotiated)."""
+
+    type: ClassVar[str] = "peer_connected"
+    agent_id: str
+    address: str  # "host:port" of the other end
+    direction: str  # "inbound" or "outbound"
+
+
+@dataclass(frozen=True)
+class PeerDisconnected(NodeEvent):
+    """The last session with ``agent_id`` ended; ``code``/``reason`` say why."""
+
+    type: ClassVar[str] = "peer_disconnected"
+    agent_id: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrustRequested(NodeEvent):
+    """``agent_id`` asks to be trusted (see ``trust pending`` / ``trust approve``)."""
+
+    type: ClassVar[str] = "trust_requested"
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrustEstablished(NodeEvent):
+    """Trust with ``agent_id`` now holds both ways."""
+
+    type: ClassVar[str] = "trust_established"
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class TrustRejected(NodeEvent):
+    """``agent_id`` rejected our trust request."""
+
+    type: ClassVar[str] = "trust_rejected"
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrustRevoked(NodeEvent):
+    """Trust with ``agent_id`` was revoked, by us or (``by_peer``) by them."""
+
+    type: ClassVar[str] = "trust_revoked"
+    agent_id: str
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class MessageReceived(NodeEvent):
+    """A message was stored in the inbox."""
+
+    type: ClassVar[str] = "message_received"
+    id: int
+    sender: str
+    seq: int
+    text: str
+    sent_at: float
+    received_at: float
+
+
+@dataclass(frozen=True)
+class FileReceived(NodeEvent):
+    """A file arrived, its checksum verified, and was stored under the node home."""
+
+    type: ClassVar[str] = "file_received"
+    sender: str
+    name: str
+    path: str
+    size: int
+    sha256: str
+
+
+_BY_TYPE: dict[str, type[NodeEvent]] = {
+    cls.type: cls
+    for cls in (
+        PeerConnected,
+        PeerDisconnected,
+        TrustRequested,
+        TrustEstablished,
+        TrustRejected,
+        TrustRevoked,
+        MessageReceived,
+        FileReceived,
+    )
+}
+
+
+def event_from_json(data: dict[str, Any]) -> NodeEvent | None:
+    """Rebuild an event sent by the control API; ``None`` for unknown (newer) types."""
+    cls = _BY_TYPE.get(str(data.get("type")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,162 @@
+"""Plain data returned by the node, the control API and the SDK.
+
+Each type is a frozen dataclass with ``to_json()`` (a JSON-able dict, the exact shape
+the control API sends) and ``from_json()`` (its inverse, used by the clients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = [
+    "BenchResult",
+    "Exposure",
+    "FileReceipt",
+    "Forward",
+    "InboxMessage",
+    "JsonModel",
+    "NodeStatus",
+    "PeerInfo",
+    "PendingTrust",
+    "PingResult",
+    "SendReceipt",
+    "TrustedPeer",
+]
+
+_T = TypeVar("_T", bound="JsonModel")
+
+
+class JsonModel:
+    """Mixin: dataclass <-> JSON dict (field names are the JSON keys)."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls: type[_T], data: dict[str, Any]) -> _T:
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in names:
+                continue  # tolerate newer daemons that add fields
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class NodeStatus(JsonModel):
+    agent_id: str
+    virtual_address: str
+    listen: tuple[str, ...]  # "host:port" actually bound (port 0 resolved)
+    home: str
+    pid: int
+    version: str
+    uptime: float  # seconds
+    peers_connected: int
+    trusted_peers: int
+    pending_trust: int
+    inbox_unread: int
+    operational_key_serial: int
+    operational_key_expires: float  # unix time
+
+
+@dataclass(frozen=True)
+class PeerInfo(JsonModel):
+    agent_id: str
+    virtual_address: str
+    connected: bool
+    trusted: bool
+    address: str | None  # "host:port" of the live connection, or last known
+    direction: str | None  # "outbound" / "inbound" / None when not connected
+    path: str  # "direct" (relayed paths come with NAT traversal)
+    rtt_ms: float | None
+    streams: int
+    last_seen: float | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class PingResult(JsonModel):
+    agent_id: str
+    rtts_ms: tuple[float, ...]
+    sent: int
+    received: int
+    min_ms: float | None
+    avg_ms: float | None
+    max_ms: float | None
+
+
+@dataclass(frozen=True)
+class SendReceipt(JsonModel):
+    recipient: str
+    seq: int
+    delivered: bool  # False: stored in the outbox, delivered when the peer is reachable
+
+
+@dataclass(frozen=True)
+class InboxMessage(JsonModel):
+    id: int
+    sender: str
+    seq: int
+    sent_at: float
+    received_at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TrustedPeer(JsonModel):
+    agent_id: str
+    since: float
+
+
+@dataclass(frozen=True)
+class PendingTrust(JsonModel):
+    agent_id: str
+    direction: str  # "in" (they asked us) or "out" (we asked them)
+    reason: str
+    created: float
+
+
+@dataclass(frozen=True)
+class FileReceipt(JsonModel):
+    recipient: str
+    name: str
+    size: int
+    sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Exposure(JsonModel):
+    port: int
+    name: str | None
+    allow: tuple[str, ...]  # empty: every trusted agent
+
+
+@dataclass(frozen=True)
+class Forward(JsonModel):
+    id: int
+    bind_host: str
+    local_port: int
+    agent_id: str
+    remote_port: int
+
+
+@dataclass(frozen=True)
+class BenchResult(JsonModel):
+    agent_id: str
+    bytes: int
+    seconds: float
+    throughput_mib_s: float
+    rtt_p50_ms: float
+    rtt_p99_ms: float
