@@ -1,0 +1,370 @@
+"""swarmlink benchmarks (``make bench``): JSON on stdout, progress on stderr.
+
+Each figure is measured next to a baseline taken in the same run, because the machine is
+shared and noisy: ratios are the numbers to compare across runs.
+
+    tunnel_throughput   bytes through ``forward`` → daemon A → TLS → daemon B → ``expose``,
+                        vs. the same bytes over one direct TLS 1.3 connection
+    connect_first_byte  dial a new peer (TCP + TLS 1.3 + HELLO) + open a stream + echo 1 byte,
+                        vs. a bare TCP connect + 1-byte echo
+    small_messages      64-byte request/response on one stream: pipelined rate and
+                        sequential p50/p99 latency, vs. the same over a bare TLS socket
+    daemon_rss          resident memory of a daemon idle and with 100 connected peers,
+                        vs. a bare Python interpreter
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from swarmlink.client import Client
+from swarmlink.runtime import Node, NodeConfig, Stream
+
+ECHO = "/bench/echo/1"
+ROOT = Path(__file__).resolve().parent
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+# ---- helpers: sink process, daemons ------------------------------------------------------
+
+
+def start_sink(tls: bool, workdir: Path) -> tuple[subprocess.Popen[str], int]:
+    args = [sys.executable, str(ROOT / "sink.py")]
+    if tls:
+        args += ["--tls", str(workdir)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, port
+
+
+def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], Client]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarmlink.daemon", "--home", str(home), "--listen",
+         "127.0.0.1:0", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, Client(home)
+
+
+async def wait_ready(client: Client, proc: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await client.status()
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def push(host: str, port: int, total: int, ctx: ssl.SSLContext | None) -> float:
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=ctx, server_hostname="sink" if ctx else None
+    )
+    chunk = bytes(256 * 1024)
+    started = time.perf_counter()
+    writer.write(total.to_bytes(8, "big"))
+    sent = 0
+    while sent < total:
+        writer.write(chunk)
+        sent += len(chunk)
+        await writer.drain()
+    line = await reader.readline()
+    elapsed = time.perf_counter() - started
+    writer.close()
+    if int(line) != total:
+        raise RuntimeError(f"sink counted {int(line)} of {total}")
+    return elapsed
+
+
+# ---- benchmarks ----------------------------------------------------------------------------
+
+
+async def bench_tunnel(workdir: Path, total: int) -> dict[str, Any]:
+    log(f"tunnel throughput: {total >> 20} MiB, direct TLS baseline first")
+    sink, sink_port = start_sink(True, workdir)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        direct = min([await push("127.0.0.1", sink_port, total, ctx) for _ in range(2)])
+    finally:
+        sink.terminate()
+        sink.wait()
+    plain_sink, plain_port = start_sink(False, workdir)
+    da, ca = start_daemon(workdir / "tun-a")
+    db, cb = start_daemon(workdir / "tun-b")
+    try:
+        await wait_ready(ca, da)
+        sb = await wait_ready(cb, db)
+        b_port = int(sb.listen[0].rsplit(":", 1)[1])
+        await ca.connect(f"{sb.agent_id}@127.0.0.1:{b_port}")
+        sa = await ca.status()
+        await ca.trust_request(sb.agent_id, "bench")
+        await poll(lambda: cb.trust_pending(), "trust request")
+        await cb.trust_approve(sa.agent_id)
+        await poll(lambda: ca.trust_list(), "trust")
+        await cb.expose(plain_port)
+        fwd = await ca.forward(0, sb.agent_id, plain_port)
+        await push("127.0.0.1", fwd.local_port, 16 << 20, None)  # warm-up
+        tunnel = min([await push("127.0.0.1", fwd.local_port, total, None) for _ in range(2)])
+    finally:
+        for proc in (da, db):
+            proc.terminate()
+            proc.wait()
+        plain_sink.terminate()
+        plain_sink.wait()
+    direct_mib = total / direct / 2**20
+    tunnel_mib = total / tunnel / 2**20
+    return {
+        "bytes": total,
+        "direct_tls_mib_s": round(direct_mib, 1),
+        "tunnel_mib_s": round(tunnel_mib, 1),
+        "ratio": round(tunnel_mib / direct_mib, 3),
+        "target_ratio": 0.5,
+    }
+
+
+async def poll(fn: Any, what: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def echo_handler(stream: Stream) -> None:
+    while data := await stream.read():
+        stream.write(data)
+        await stream.drain()
+    stream.write_eof()
+
+
+async def trusted_pair(workdir: Path, a: str, b: str) -> tuple[Node, Node]:
+    na = await Node.start(NodeConfig(home=workdir / a, listen=(("127.0.0.1", 0),)))
+    nb = await Node.start(NodeConfig(home=workdir / b, listen=(("127.0.0.1", 0),)))
+    for node in (na, nb):
+        node.set_handler(ECHO, echo_handler)
+    await na.connect(f"{nb.agent_id}@127.0.0.1:{nb.listen_port}")
+    await na.request_trust(nb.agent_id)
+    await poll(lambda: _async(nb.pending_trust()), "trust request")
+    await nb.approve_trust(na.agent_id)
+    await poll(lambda: _async(na.trust.is_trusted(nb.agent_id)), "trust")
+    return na, nb
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def bench_connect(workdir: Path, rounds: int) -> dict[str, Any]:
+    log(f"connect + first byte: {rounds} new peers")
+    server = await asyncio.start_server(_tcp_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    base = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"x")
+        await r.readexactly(1)
+        base.append((time.perf_counter() - t) * 1000)
+        w.close()
+    server.close()
+    dialer = await Node.start(NodeConfig(home=workdir / "dialer", listen=(("127.0.0.1", 0),)))
+    times = []
+    try:
+        for i in range(rounds):
+            peer = await Node.start(NodeConfig(home=workdir / f"peer{i}", listen=(("127.0.0.1", 0),)))
+            peer.set_handler(ECHO, echo_handler)
+            peer.trust._trusted.add(dialer.agent_id)  # bench only: pre-trusted peer
+            t = time.perf_counter()
+            await dialer.connect(f"{peer.agent_id}@127.0.0.1:{peer.listen_port}")
+            stream = await dialer.open_stream(peer.agent_id, ECHO)
+            stream.write(b"x")
+            await stream.readexactly(1)
+            times.append((time.perf_counter() - t) * 1000)
+            await peer.close()
+    finally:
+        await dialer.close()
+    return {
+        "rounds": rounds,
+        "median_ms": round(statistics.median(times), 2),
+        "p90_ms": round(percentile(times, 0.9), 2),
+        "tcp_baseline_median_ms": round(statistics.median(base), 3),
+        "target_median_ms": 10,
+    }
+
+
+async def _tcp_echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    while data := await r.read(65536):
+        w.write(data)
+    w.close()
+
+
+async def bench_messages(workdir: Path, count: int) -> dict[str, Any]:
+    log(f"small messages: {count} x 64 B on one stream")
+    na, nb = await trusted_pair(workdir, "msg-a", "msg-b")
+    msg = bytes(64)
+    try:
+        stream = await na.open_stream(nb.agent_id, ECHO)
+        # sequential latency
+        lat = []
+        for _ in range(min(count, 5000)):
+            t = time.perf_counter()
+            stream.write(msg)
+            await stream.readexactly(64)
+            lat.append((time.perf_counter() - t) * 1000)
+        # pipelined rate: keep a window of messages in flight
+        window = 128
+        started = time.perf_counter()
+        sent = received = 0
+        while received < count:
+            while sent < count and sent - received < window:
+                stream.write(msg)
+                sent += 1
+            await stream.readexactly(64)
+            received += 1
+        rate = count / (time.perf_counter() - started)
+        await stream.close()
+    finally:
+        await na.close()
+        await nb.close()
+    base_rate, base_lat = await _tls_echo_baseline(workdir, count)
+    return {
+        "messages": count,
+        "size": 64,
+        "pipelined_msgs_per_s": round(rate),
+        "p50_ms": round(statistics.median(lat), 3),
+        "p99_ms": round(percentile(lat, 0.99), 3),
+        "tls_baseline_msgs_per_s": round(base_rate),
+        "tls_baseline_p50_ms": round(base_lat, 3),
+        "ratio": round(rate / base_rate, 3),
+        "target_msgs_per_s": 20000,
+    }
+
+
+async def _tls_echo_baseline(workdir: Path, count: int) -> tuple[float, float]:
+    from swarmlink.identity import KeyStore, make_ssl_context
+
+    ks = KeyStore(workdir / "tls-base")
+    ks.load_or_create(now=time.time())
+    cert, key = ks.tls_files
+    sctx = make_ssl_context(server=True, cert_file=cert, key_file=key)
+    cctx = make_ssl_context(server=False, cert_file=cert, key_file=key)
+    server = await asyncio.start_server(_tcp_echo, "127.0.0.1", 0, ssl=sctx)
+    port = server.sockets[0].getsockname()[1]
+    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="x")
+    msg = bytes(64)
+    lat = []
+    for _ in range(min(count, 5000)):
+        t = time.perf_counter()
+        w.write(msg)
+        await r.readexactly(64)
+        lat.append((time.perf_counter() - t) * 1000)
+    started = time.perf_counter()
+    sent = received = 0
+    while received < count:
+        while sent < count and sent - received < 128:
+            w.write(msg)
+            sent += 1
+        await r.readexactly(64)
+        received += 1
+    rate = count / (time.perf_counter() - started)
+    w.close()
+    server.close()
+    return rate, statistics.median(lat)
+
+
+async def bench_rss(workdir: Path, peers: int) -> dict[str, Any]:
+    log(f"daemon RSS: idle, then with {peers} connected peers")
+    bare = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    time.sleep(0.3)
+    bare_kib = rss_kib(bare.pid)
+    bare.kill()
+    bare.wait()
+    proc, client = start_daemon(workdir / "rss-daemon")
+    nodes: list[Node] = []
+    try:
+        status = await wait_ready(client, proc)
+        port = int(status.listen[0].rsplit(":", 1)[1])
+        idle = rss_kib(proc.pid)
+        for i in range(peers):
+            node = await Node.start(NodeConfig(home=workdir / f"rss{i}", listen=(("127.0.0.1", 0),)))
+            nodes.append(node)
+            await node.connect(f"{status.agent_id}@127.0.0.1:{port}")
+        await poll(lambda: _count(client, peers), "peers connected", timeout=60)
+        loaded = rss_kib(proc.pid)
+    finally:
+        for node in nodes:
+            await node.close()
+        proc.terminate()
+        proc.wait()
+    return {
+        "python_bare_mib": round(bare_kib / 1024, 1),
+        "idle_mib": round(idle / 1024, 1),
+        "with_peers_mib": round(loaded / 1024, 1),
+        "peers": peers,
+        "target_idle_mib": 40,
+        "target_with_peers_mib": 55,
+    }
+
+
+async def _count(client: Client, n: int) -> bool:
+    return (await client.status()).peers_connected >= n
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
+    parser.add_argument("--only", choices=["tunnel", "connect", "messages", "rss"], action="append")
+    args = parser.parse_args()
+    big = not args.quick
+    results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
+        work = Path(tmp)
+        only = set(args.only or ["tunnel", "connect", "messages", "rss"])
+        if "tunnel" in only:
+            results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
+        if "connect" in only:
+            results["connect_first_byte"] = await bench_connect(work, 50 if big else 10)
+        if "messages" in only:
+            results["small_messages"] = await bench_messages(work, 50_000 if big else 5_000)
+        if "rss" in only:
+            results["daemon_rss"] = await bench_rss(work, 100 if big else 10)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,5 @@
+"""``python -m swarmlink`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""``python -m swarmlink.daemon``: command-line entry of the daemon."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..errors import InvalidArgument
+from ..runtime.config import DEFAULT_PORT, parse_hostport, resolve_home
+from ._run import LOG_LEVELS, DaemonConfig, run_daemon
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m swarmlink.daemon",
+        description="Run a swarmlink node with its control socket <home>/control.sock "
+        "(normally started by `swarmlink up`).",
+    )
+    parser.add_argument(
+        "--home", default=None, help="node home (default: $SWARMLINK_HOME or ~/.swarmlink)"
+    )
+    parser.add_argument(
+        "--listen",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"peer-to-peer listen address, repeatable (default: 0.0.0.0:{DEFAULT_PORT}; "
+        "port 0 picks a free port)",
+    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the daemon; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        listen = tuple(
+            parse_hostport(text, default_port=DEFAULT_PORT)
+            for text in (args.listen or [f"0.0.0.0:{DEFAULT_PORT}"])
+        )
+    except InvalidArgument as exc:
+        parser.error(str(exc))
+    config = DaemonConfig(home=resolve_home(args.home), listen=listen, log_level=args.log_level)
+    return run_daemon(config)

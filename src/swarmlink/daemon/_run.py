@@ -1,0 +1,187 @@
+"""Running the daemon: structured logging, the pid file, signals, node + control server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument, LocalError, SwarmlinkError
+from ._server import PID_FILE_NAME, SOCKET_NAME, check_no_daemon, serve
+
+__all__ = ["LOG_FILE_NAME", "LOG_LEVELS", "DaemonConfig", "JsonLogFormatter", "run_daemon"]
+
+log = logging.getLogger("swarmlink.daemon")
+
+#: File name of the daemon log (JSON lines) inside the node home.
+LOG_FILE_NAME = "swarmlink.log"
+#: Accepted ``log_level`` values.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """What ``python -m swarmlink.daemon`` runs: a node home, listen addresses, log level."""
+
+    home: Path
+    listen: tuple[tuple[str, int], ...]
+    log_level: str = "info"
+
+
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_RECORD_ATTRS = frozenset(
+    logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg`` + extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                out[key if key not in out else f"extra_{key}"] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def _setup_logging(home: Path, level: str) -> logging.Handler:
+    if level not in LOG_LEVELS:
+        raise InvalidArgument(f"bad log level {level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    path = home / LOG_FILE_NAME
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+class _PidFile:
+    """``<home>/swarmlink.pid``, held under an exclusive ``flock`` while the daemon runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                text = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise LocalError(f"cannot lock {self.path}: {exc.strerror}") from None
+                raise LocalError(
+                    f"a swarmlink daemon is already running in {self.path.parent} "
+                    f"(pid {text if text.isdigit() else 'unknown'})"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the previous daemon removed it while we were opening it
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd = fd
+            return
+        raise LocalError(f"cannot take the pid file {self.path}: it keeps changing")
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                self.path.unlink()
+        os.close(fd)
+
+
+async def _run(config: DaemonConfig) -> int:
+    home = config.home
+    socket_path = home / SOCKET_NAME
+    pid_file = _PidFile(home / PID_FILE_NAME)
+    pid_file.acquire()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals: list[signal.Signals] = []
+    try:
+        await check_no_daemon(socket_path)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, _on_signal, sig, stop)
+                signals.append(sig)
+        from ..runtime.node import Node, NodeConfig
+
+        log.info(
+            "daemon starting",
+            extra={"home": str(home), "listen": [f"{h}:{p}" for h, p in config.listen]},
+        )
+        node = await Node.start(NodeConfig(home=home, listen=config.listen))
+        try:
+            await serve(node, socket_path, stop)
+        finally:
+            await node.close()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        pid_file.release()
+    log.info("daemon stopped", extra={"home": str(home)})
+    return 0
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("signal received, stopping", extra={"signal": sig.name})
+    stop.set()
+
+
+def run_daemon(config: DaemonConfig) -> int:
+    """Run a node and its control socket until SIGTERM / SIGINT / ``POST /v1/shutdown``.
+
+    Returns the process exit code: 0 after a clean stop, 1 if the daemon could not
+    start (another daemon runs in this home, a port is taken, ...).
+    """
+    home = config.home
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handler = _setup_logging(home, config.log_level)
+    except (OSError, SwarmlinkError) as exc:
+        print(f"swarmlink daemon: cannot use {home}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_run(config))
+    except SwarmlinkError as exc:
+        log.error("daemon failed: %s", exc)
+        print(f"swarmlink daemon: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        log.error("daemon failed: %s", exc, exc_info=True)
+        print(f"swarmlink daemon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

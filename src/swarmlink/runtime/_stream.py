@@ -1,0 +1,246 @@
+"""Stream: the asyncio face of one multiplexed stream (read / write / drain / eof / reset)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    ErrorCode,
+    ProtocolViolation,
+    RemoteError,
+    StateError,
+    StreamRefused,
+    StreamReset,
+)
+from ..wire import cbor
+from ..wire.records import MAX_RECORD_SIZE, encode_record
+
+if TYPE_CHECKING:
+    from ._connection import PeerConnection
+
+__all__ = ["MAX_STREAM_RECORD", "Stream"]
+
+#: Largest CBOR record :meth:`Stream.read_record` accepts by default (bytes).
+MAX_STREAM_RECORD = MAX_RECORD_SIZE
+
+_REFUSAL_CODES = frozenset(
+    {
+        ErrorCode.NOT_TRUSTED,
+        ErrorCode.UNKNOWN_PROTOCOL,
+        ErrorCode.REFUSED,
+        ErrorCode.STREAM_LIMIT,
+    }
+)
+
+
+class Stream:
+    """A bidirectional byte stream to one peer, opened with a protocol name.
+
+    Reads apply backpressure to the peer (its flow-control window only reopens as
+    data is consumed); :meth:`drain` waits while too much is queued towards the peer.
+    """
+
+    __slots__ = (
+        "_accepted",
+        "_buffer",
+        "_conn",
+        "_eof",
+        "_error",
+        "_local_eof",
+        "_read_waiter",
+        "_write_waiter",
+        "outbound",
+        "peer",
+        "protocol",
+        "stream_id",
+    )
+
+    def __init__(
+        self,
+        conn: PeerConnection,
+        stream_id: int,
+        protocol: str,
+        peer: str,
+        *,
+        outbound: bool,
+    ) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self.protocol = protocol
+        self.peer = peer
+        self.outbound = outbound
+        self._buffer = bytearray()
+        self._eof = False
+        self._local_eof = False
+        self._error: RemoteError | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._accepted = not outbound
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.stream_id} {self.protocol} peer={self.peer[:12]}>"
+
+    # ---- events from the connection -------------------------------------------------
+
+    def _on_accepted(self) -> None:
+        self._accepted = True
+
+    def _on_data(self, data: bytes, end_stream: bool) -> None:
+        if data:
+            self._buffer += data
+        if end_stream:
+            self._eof = True
+        self._wake_reader()
+
+    def _on_reset(self, code: ErrorCode, reason: str, by_peer: bool) -> None:
+        if self._error is not None:
+            return
+        what = f"stream {self.protocol} to {self.peer[:12]}"
+        if by_peer and not self._accepted and code in _REFUSAL_CODES:
+            self._error = StreamRefused(f"{what} refused: {reason or code.name.lower()}", code)
+        else:
+            who = "peer" if by_peer else "session"
+            self._error = StreamReset(f"{what} reset by {who}: {reason or code.name}", code)
+        self._wake_reader()
+        self._wake_writer()
+
+    def _on_writable(self) -> None:
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ---- reading --------------------------------------------------------------------
+
+    @property
+    def error(self) -> RemoteError | None:
+        return self._error
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    async def _wait_readable(self) -> None:
+        while not self._buffer and not self._eof and self._error is None:
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+
+    async def at_end(self) -> bool:
+        """Wait for data or end of stream; True at a clean end (raises if reset)."""
+        await self._wait_readable()
+        if self._buffer:
+            return False
+        if self._error is not None:
+            raise self._error
+        return self._eof
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all buffered when ``n < 0``); ``b""`` at end of stream."""
+        await self._wait_readable()
+        if self._buffer:
+            if n < 0 or n >= len(self._buffer):
+                data = bytes(self._buffer)
+                self._buffer.clear()
+            else:
+                data = bytes(self._buffer[:n])
+                del self._buffer[:n]
+            self._conn.acknowledge(self.stream_id, len(data))
+            return data
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; :class:`ProtocolViolation` if the stream ends first."""
+        while len(self._buffer) < n:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                raise ProtocolViolation(
+                    f"stream {self.protocol} ended after {len(self._buffer)} of {n} bytes",
+                    ErrorCode.MALFORMED,
+                )
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        self._conn.acknowledge(self.stream_id, n)
+        return data
+
+    async def read_record(self, *, max_size: int = MAX_STREAM_RECORD) -> object:
+        """One length-prefixed CBOR record (see :mod:`swarmlink.wire.records`)."""
+        header = await self.readexactly(4)
+        size = int.from_bytes(header, "big")
+        if size > max_size:
+            raise ProtocolViolation(
+                f"record of {size} bytes exceeds the limit of {max_size}",
+                ErrorCode.FRAME_TOO_LARGE,
+            )
+        return cbor.decode(await self.readexactly(size))
+
+    # ---- writing --------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._local_eof:
+            raise StateError(f"stream {self.protocol}: write after write_eof()")
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the peer (call :meth:`drain` to respect backpressure)."""
+        self._check_writable()
+        if data:
+            self._conn.send_data(self.stream_id, data, False)
+
+    def write_record(self, value: cbor.CborValue) -> None:
+        """Write one length-prefixed CBOR record (:func:`swarmlink.wire.records.encode_record`)."""
+        self.write(encode_record(value))
+
+    async def drain(self) -> None:
+        """Wait until the data queued on this stream has gone out to the peer."""
+        while True:
+            self._check_writable_or_eof()
+            if not self._conn.is_congested(self.stream_id):
+                return
+            self._write_waiter = asyncio.get_running_loop().create_future()
+            self._conn.add_drain_waiter(self._write_waiter)
+            try:
+                await self._write_waiter
+            finally:
+                self._write_waiter = None
+
+    def _check_writable_or_eof(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads end-of-stream after the data already written."""
+        if self._local_eof or self._error is not None:
+            return
+        self._local_eof = True
+        self._conn.send_data(self.stream_id, b"", True)
+
+    def reset(self, code: ErrorCode = ErrorCode.CANCEL, reason: str = "") -> None:
+        """Abort the stream in both directions."""
+        if self._error is None:
+            self._conn.reset_stream(self.stream_id, code, reason)
+            self._on_reset(code, reason or "reset locally", False)
+
+    async def close(self) -> None:
+        """Half-close and flush (the peer may still send until it closes its side)."""
+        self.write_eof()
+        if self._error is None:
+            await self.drain()

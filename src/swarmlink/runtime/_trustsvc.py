@@ -1,0 +1,119 @@
+"""Trust glue: turns TrustBook events into node events, pushes queued trust messages to
+peers the moment they are connected, and serves the trust protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ErrorCode, RemoteError, SwarmlinkError
+from ..trust import TRUST_PROTOCOL
+from ..trust import events as trust_events
+from . import events as ev
+from ._stream import Stream
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["TrustService"]
+
+log = logging.getLogger("swarmlink.trust")
+
+#: Seconds to wait for the peer to acknowledge a trust message.
+TRUST_REPLY_TIMEOUT = 30.0
+
+
+class TrustService:
+    """The node's side of the trust protocol (the TrustBook core decides; this moves bytes)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def publish_events(self, events: Sequence[object]) -> None:
+        for event in events:
+            if isinstance(event, trust_events.TrustRequested):
+                self.node.publish(ev.TrustRequested(agent_id=event.agent_id, reason=event.reason))
+            elif isinstance(event, trust_events.TrustEstablished):
+                self.node.publish(ev.TrustEstablished(agent_id=event.agent_id))
+                self.node.spawn(self.node._deliver_messages(event.agent_id), name="deliver-messages")
+            elif isinstance(event, trust_events.TrustRejected):
+                self.node.publish(ev.TrustRejected(agent_id=event.agent_id, reason=event.reason))
+            elif isinstance(event, trust_events.TrustRevoked):
+                self.cut_streams(event.agent_id)
+                self.node.publish(ev.TrustRevoked(agent_id=event.agent_id, by_peer=event.by_peer))
+
+    def cut_streams(self, peer: str) -> None:
+        """Revocation takes effect at once: reset every non-trust stream with ``peer``."""
+        conn = self.node.connected(peer)
+        if conn is None:
+            return
+        for stream in list(conn.streams.values()):
+            if stream.protocol != TRUST_PROTOCOL:
+                stream.reset(ErrorCode.REVOKED, "trust revoked")
+
+    async def command(self, peer: str, events: Sequence[object]) -> str:
+        self.publish_events(events)
+        delivered = await self.deliver(peer, dial=True)
+        if self.node.trust.is_trusted(peer):
+            return "trusted"
+        return "sent" if delivered else "queued"
+
+    async def deliver(self, peer: str, *, dial: bool = False) -> bool:
+        """Push the queued trust messages for ``peer`` now; True if all were delivered."""
+        async with self.node._lock("trust", peer):
+            conn = self.node.connected(peer)
+            if conn is None:
+                if not dial:
+                    return False
+                try:
+                    conn = await self.node.connection(peer)
+                except SwarmlinkError as exc:
+                    log.info("trust message queued", extra={"peer": peer, "why": str(exc)})
+                    return False
+            items = self.node.trust.outgoing(peer, time.time(), lambda: os.urandom(16))
+            if not items:
+                return True
+            stream = conn.open_stream(TRUST_PROTOCOL)
+            try:
+                for _, envelope in items:
+                    stream.write_record(envelope)
+                stream.write_eof()
+                for outbox_id, _ in items:
+                    reply = await asyncio.wait_for(stream.read_record(), TRUST_REPLY_TIMEOUT)
+                    self.node.trust.mark_delivered(outbox_id)
+                    if not (isinstance(reply, dict) and reply.get("ok") is True):
+                        log.warning("peer refused trust message", extra={"peer": peer, "reply": repr(reply)})
+            except (RemoteError, TimeoutError) as exc:
+                log.info("trust delivery interrupted", extra={"peer": peer, "error": str(exc)})
+                stream.reset()
+                return False
+            return True
+
+    async def serve(self, stream: Stream) -> None:
+        """Handler for TRUST_PROTOCOL: the one protocol untrusted peers may open."""
+        peer = stream.peer
+        while not await stream.at_end():
+            envelope = await stream.read_record()
+            if not isinstance(envelope, bytes):
+                reply: dict[str, Any] = {
+                    "ok": False,
+                    "code": int(ErrorCode.MALFORMED),
+                    "error": "a trust record must be a signed envelope (bytes)",
+                }
+            else:
+                try:
+                    events = self.node.trust.receive(peer, envelope, time.time())
+                except RemoteError as exc:
+                    log.warning("rejected trust message", extra={"peer": peer, "error": str(exc)})
+                    reply = {"ok": False, "code": int(exc.code), "error": exc.reason}
+                else:
+                    reply = {"ok": True}
+                    self.publish_events(events)
+            stream.write_record(reply)
+            await stream.drain()
+        stream.write_eof()
+        self.node.spawn(self.deliver(peer), name="deliver-trust")

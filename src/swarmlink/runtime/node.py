@@ -1,0 +1,728 @@
+"""The in-process node: listener, dialer, connection table, trust, services.
+
+This is the asyncio layer. Protocol decisions live in the sans-I/O cores
+(:mod:`swarmlink.session`, :mod:`swarmlink.trust`); this module owns sockets, tasks,
+timers and the database, and wires the cores together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import (
+    ErrorCode,
+    InvalidArgument,
+    NetworkError,
+    NotFound,
+    RemoteError,
+    StateError,
+    SwarmlinkError,
+    VerificationFailed,
+)
+from ..identity import KeyStore, PeerIdentity, make_ssl_context, validate_agent_id, virtual_address
+from ..session import SessionConfig
+from ..storage import Database
+from ..trust import TRUST_PROTOCOL, TrustBook
+from ..trust import events as trust_events
+from . import events as ev
+from ._connection import PeerConnection
+from ._services import Services
+from ._trustsvc import TrustService
+from ._stream import Stream
+from .config import NodeConfig, parse_hostport
+from .model import (
+    BenchResult,
+    Exposure,
+    FileReceipt,
+    Forward,
+    InboxMessage,
+    NodeStatus,
+    PeerInfo,
+    PendingTrust,
+    PingResult,
+    SendReceipt,
+    TrustedPeer,
+)
+
+__all__ = ["EventSubscription", "Handler", "Node", "NodeConfig", "Stream"]
+
+log = logging.getLogger("swarmlink.node")
+
+Handler = Callable[[Stream], Awaitable[None]]
+
+#: Two connections to one peer established within this many seconds are a simultaneous
+#: dial (resolved by agent ID); a later one replaces the older (the peer lost it).
+SIMULTANEOUS_DIAL_WINDOW = 2.0
+#: Queue length per event subscriber; a subscriber that falls further behind loses events.
+MAX_SUBSCRIBER_BACKLOG = 1024
+#: Addresses remembered per peer.
+MAX_PEER_ADDRESSES = 8
+
+
+class Node:
+    """A swarmlink node running inside this process's asyncio loop.
+
+    Start one with ``node = await Node.start(NodeConfig(home=...))`` (or ``async with``),
+    stop it with ``await node.close()``.
+    """
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.home = config.home
+        self._started = time.time()
+        self._loop = asyncio.get_running_loop()
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.keystore = KeyStore(self.home)
+        self.identity, self.operational = self.keystore.load_or_create(
+            now=time.time(), lifetime=config.operational_key_lifetime
+        )
+        self.agent_id: str = self.identity.agent_id
+        self.db = Database(self.home / "node.db")
+        self.trust = TrustBook(self.identity, self.db)
+        cert_file, key_file = self.keystore.tls_files
+        self._server_ctx = make_ssl_context(server=True, cert_file=cert_file, key_file=key_file)
+        self._client_ctx = make_ssl_context(server=False, cert_file=cert_file, key_file=key_file)
+        self._session_config = SessionConfig(
+            user_agent=config.user_agent, idle_timeout=config.idle_timeout
+        )
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[str, PeerConnection] = {}
+        self._all_conns: set[PeerConnection] = set()
+        self._dialing: dict[str, asyncio.Future[PeerConnection]] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscribers: set[asyncio.Queue[ev.NodeEvent]] = set()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._closing = False
+        self.services = Services(self)
+        self._trustsvc = TrustService(self)
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, config: NodeConfig) -> Node:
+        node = cls(config)
+        try:
+            await node._listen()
+            await node.services.start()
+        except BaseException:
+            await node.close()
+            raise
+        log.info(
+            "node started",
+            extra={"agent_id": node.agent_id, "listen": list(node.listen_addresses)},
+        )
+        return node
+
+    async def __aenter__(self) -> Node:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _listen(self) -> None:
+        for host, port in self.config.listen:
+            try:
+                server = await self._loop.create_server(
+                    lambda: PeerConnection(
+                        self, outbound=False, session_config=self._session_config
+                    ),
+                    host,
+                    port,
+                    ssl=self._server_ctx,
+                    ssl_handshake_timeout=self.config.connect_timeout,
+                    reuse_address=True,
+                )
+            except OSError as exc:
+                raise NetworkError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            self._servers.append(server)
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        out = []
+        for server in self._servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return tuple(out)
+
+    @property
+    def listen_port(self) -> int:
+        """The first bound port (handy with ``--listen 127.0.0.1:0``)."""
+        return int(self._servers[0].sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Close every session (GOAWAY), stop listening and services, close the database."""
+        if self._closing:
+            return
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        await self.services.stop()
+        for conn in list(self._all_conns):
+            conn.close(ErrorCode.SHUTDOWN, "node shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(_CLOSED)
+        self.db.close()
+        log.info("node stopped", extra={"agent_id": self.agent_id})
+
+    def spawn(self, coro: Awaitable[Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run a background task owned by the node (cancelled on close, errors logged)."""
+
+        async def runner() -> Any:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                raise
+            except SwarmlinkError as exc:
+                log.info("background task failed", extra={"task": name, "error": str(exc)})
+            except Exception:
+                log.exception("background task crashed", extra={"task": name})
+
+        task = self._loop.create_task(runner(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _lock(self, kind: str, peer: str) -> asyncio.Lock:
+        return self._locks.setdefault((kind, peer), asyncio.Lock())
+
+    # ---- events -------------------------------------------------------------------------
+
+    def publish(self, event: ev.NodeEvent) -> None:
+        log.info(event.type, extra=event.to_json())
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # drop the oldest for a slow subscriber
+            queue.put_nowait(event)
+
+    def subscribe(self) -> EventSubscription:
+        """Every node event from this call on (``async for event in node.subscribe()``).
+
+        The subscription is registered immediately, so nothing published after this
+        call is missed; it ends when the node closes or ``close()`` is called.
+        """
+        return EventSubscription(self._subscribers)
+
+    # ---- connections --------------------------------------------------------------------
+
+    def _check_peer_certificate(self, identity: PeerIdentity) -> None:
+        """Called for every new connection once the TLS certificate verified."""
+        if identity.agent_id == self.agent_id:
+            raise VerificationFailed("that address is this node itself", ErrorCode.REFUSED)
+        row = self.db.query_one(
+            "SELECT max_cert_serial FROM peers WHERE agent_id = ?", (identity.agent_id,)
+        )
+        if row is not None and identity.certificate.serial < int(row[0]):
+            raise VerificationFailed(
+                f"peer {identity.agent_id[:12]} presented operational key #"
+                f"{identity.certificate.serial}, but key #{row[0]} replaced it already "
+                "(the old key was rotated out)"
+            )
+
+    def _on_connection_ready(self, conn: PeerConnection) -> None:
+        """Handshake done and identity verified: register, resolving duplicates."""
+        peer = conn.agent_id
+        self._all_conns.add(conn)
+        existing = self._conns.get(peer)
+        winner = conn
+        if existing is not None and not existing.closed and existing is not conn:
+            simultaneous = abs(conn.established_at - existing.established_at) < (
+                SIMULTANEOUS_DIAL_WINDOW
+            )
+            if simultaneous:
+                # Keep the connection dialed by the smaller agent ID: both ends agree.
+                def dialer(c: PeerConnection) -> str:
+                    return self.agent_id if c.outbound else peer
+
+                winner = min((existing, conn), key=lambda c: (dialer(c), c.outbound))
+            loser = existing if winner is conn else conn
+            self._conns[peer] = winner
+            if not winner.ready.done():
+                winner.ready.set_result(winner)
+            if not loser.ready.done():
+                loser.ready.set_result(winner)
+            loser.close(ErrorCode.DUPLICATE_CONNECTION, "duplicate connection")
+            if winner is existing:
+                return
+        else:
+            self._conns[peer] = conn
+            conn.ready.set_result(conn)
+        self._remember_peer(conn)
+        self.publish(ev.PeerConnected(agent_id=peer, address=conn.address, direction=conn.direction))
+        self.spawn(self._deliver_all(peer), name=f"deliver:{peer[:12]}")
+
+    def _on_connection_closed(self, conn: PeerConnection) -> None:
+        self._all_conns.discard(conn)
+        if conn.identity is None:
+            return
+        peer = conn.agent_id
+        if self._conns.get(peer) is conn:
+            del self._conns[peer]
+            if conn.close_code != ErrorCode.DUPLICATE_CONNECTION:
+                code = conn.close_code or ErrorCode.NO_ERROR
+                self.publish(
+                    ev.PeerDisconnected(
+                        agent_id=peer, code=code.name.lower(), reason=conn.close_reason
+                    )
+                )
+
+    def _remember_peer(self, conn: PeerConnection, dialed: str | None = None) -> None:
+        assert conn.identity is not None
+        now = time.time()
+        row = self.db.query_one(
+            "SELECT addresses, max_cert_serial FROM peers WHERE agent_id = ?", (conn.agent_id,)
+        )
+        addresses: list[str] = json.loads(row[0]) if row is not None else []
+        if dialed:
+            addresses = [dialed] + [a for a in addresses if a != dialed]
+        serial = max(conn.identity.certificate.serial, int(row[1]) if row is not None else 0)
+        self.db.execute(
+            "INSERT INTO peers (agent_id, identity_key, addresses, first_seen, last_seen, "
+            "max_cert_serial) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
+            "addresses = excluded.addresses, last_seen = excluded.last_seen, "
+            "max_cert_serial = excluded.max_cert_serial",
+            (
+                conn.agent_id,
+                conn.identity.identity_key,
+                json.dumps(addresses[:MAX_PEER_ADDRESSES]),
+                now,
+                now,
+                serial,
+            ),
+        )
+
+    def _known_addresses(self, agent_id: str) -> list[str]:
+        row = self.db.query_one("SELECT addresses FROM peers WHERE agent_id = ?", (agent_id,))
+        return list(json.loads(row[0])) if row is not None else []
+
+    async def _dial(self, agent_id: str, host: str, port: int) -> PeerConnection:
+        try:
+            _, conn = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: PeerConnection(
+                        self,
+                        outbound=True,
+                        expected_agent=agent_id,
+                        session_config=self._session_config,
+                    ),
+                    host,
+                    port,
+                    ssl=self._client_ctx,
+                    server_hostname="swarmlink",
+                    ssl_handshake_timeout=self.config.connect_timeout,
+                ),
+                self.config.connect_timeout,
+            )
+        except TimeoutError:
+            raise NetworkError(f"timed out connecting to {host}:{port}") from None
+        except OSError as exc:
+            import ssl
+
+            if isinstance(exc, ssl.SSLError):
+                raise NetworkError(
+                    f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); "
+                    "is a swarmlink node listening there?"
+                ) from None
+            raise NetworkError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        try:
+            winner = await asyncio.wait_for(asyncio.shield(conn.ready), self.config.connect_timeout)
+        except TimeoutError:
+            conn.close(ErrorCode.IDLE_TIMEOUT, "handshake timed out")
+            raise NetworkError(f"handshake with {host}:{port} timed out") from None
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._remember_peer(winner, dialed=address)
+        return winner
+
+    async def connect(self, target: str) -> PeerInfo:
+        """Dial ``AGENT@HOST:PORT``; the peer must prove it holds AGENT's identity key."""
+        agent_id, host, port = parse_target(target)
+        conn = self._conns.get(agent_id)
+        if conn is None or conn.closed:
+            conn = await self._dial(agent_id, host, port)
+        else:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self._remember_peer(conn, dialed=address)
+        return self._peer_info(agent_id)
+
+    async def connection(self, agent_id: str) -> PeerConnection:
+        """The live session with ``agent_id``, dialing a remembered address if needed."""
+        agent_id = validate_agent_id(agent_id)
+        if self._closing:
+            raise StateError("node is shutting down")
+        conn = self._conns.get(agent_id)
+        if conn is not None and not conn.closed:
+            return conn
+        pending = self._dialing.get(agent_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        addresses = self._known_addresses(agent_id)
+        if not addresses:
+            raise NotFound(
+                f"no known address for agent {agent_id}; connect once with "
+                f"`swarmlink connect {agent_id}@HOST:PORT`"
+            )
+        fut: asyncio.Future[PeerConnection] = self._loop.create_future()
+        self._dialing[agent_id] = fut
+        errors: list[str] = []
+        try:
+            for address in addresses:
+                host, port = parse_hostport(address)
+                try:
+                    conn = await self._dial(agent_id, host, port)
+                except (NetworkError, RemoteError) as exc:
+                    errors.append(f"{address}: {exc}")
+                    continue
+                fut.set_result(conn)
+                return conn
+            err = NetworkError(f"cannot reach agent {agent_id[:12]}: " + "; ".join(errors))
+            fut.set_exception(err)
+            fut.exception()
+            raise err
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._dialing.pop(agent_id, None)
+
+    def connected(self, agent_id: str) -> PeerConnection | None:
+        conn = self._conns.get(agent_id)
+        return conn if conn is not None and not conn.closed else None
+
+    # ---- streams --------------------------------------------------------------------------
+
+    def set_handler(self, protocol: str, handler: Handler | None) -> None:
+        """Serve streams that trusted peers open with ``protocol`` (None removes it)."""
+        if not protocol or len(protocol) > 128 or not protocol.isprintable():
+            raise InvalidArgument(f"bad protocol name {protocol!r}")
+        if handler is None:
+            self._handlers.pop(protocol, None)
+        else:
+            self._handlers[protocol] = handler
+
+    async def open_stream(self, agent_id: str, protocol: str) -> Stream:
+        """Open a stream to a peer (dialing if needed). A refusal surfaces on read/drain."""
+        conn = await self.connection(agent_id)
+        return conn.open_stream(protocol)
+
+    def _on_stream_opened(self, conn: PeerConnection, stream_id: int, protocol: str) -> None:
+        session = conn.session
+        assert session is not None
+        peer = conn.agent_id
+        if protocol != TRUST_PROTOCOL and not self.trust.is_trusted(peer):
+            session.reset_stream(
+                stream_id,
+                ErrorCode.NOT_TRUSTED,
+                f"agent {self.agent_id[:12]} does not trust you; ask first with "
+                f"`swarmlink trust request {self.agent_id}`",
+            )
+            log.info("refused stream from untrusted peer", extra={"peer": peer, "protocol": protocol})
+            return
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            session.reset_stream(
+                stream_id, ErrorCode.UNKNOWN_PROTOCOL, f"no handler for protocol {protocol}"
+            )
+            return
+        session.accept_stream(stream_id)
+        stream = Stream(conn, stream_id, protocol, peer, outbound=False)
+        conn.streams[stream_id] = stream
+        self.spawn(self._run_handler(handler, stream), name=f"handler:{protocol}")
+
+    async def _run_handler(self, handler: Handler, stream: Stream) -> None:
+        try:
+            await handler(stream)
+        except RemoteError as exc:
+            log.info(
+                "stream handler ended by the peer",
+                extra={"protocol": stream.protocol, "peer": stream.peer, "error": str(exc)},
+            )
+            stream.reset(exc.code, exc.reason[:200])
+        except SwarmlinkError as exc:
+            log.info("stream handler failed", extra={"protocol": stream.protocol, "error": str(exc)})
+            stream.reset(ErrorCode.INTERNAL, str(exc)[:200])
+        except Exception:
+            log.exception("stream handler crashed", extra={"protocol": stream.protocol})
+            stream.reset(ErrorCode.INTERNAL, "handler error")
+
+    # ---- trust ------------------------------------------------------------------------------
+
+    async def request_trust(self, agent_id: str, reason: str = "") -> str:
+        """Ask ``agent_id`` for mutual trust; "trusted", "requested" (delivered) or "queued"."""
+        peer = validate_agent_id(agent_id)
+        state = await self._trustsvc.command(peer, self.trust.request(peer, reason, time.time()))
+        return "trusted" if state == "trusted" else ("requested" if state == "sent" else state)
+
+    async def approve_trust(self, agent_id: str) -> str:
+        """Approve a pending request: trust holds both ways once the peer hears it."""
+        peer = validate_agent_id(agent_id)
+        await self._trustsvc.command(peer, self.trust.approve(peer, time.time()))
+        return "trusted"
+
+    async def reject_trust(self, agent_id: str) -> str:
+        peer = validate_agent_id(agent_id)
+        await self._trustsvc.command(peer, self.trust.reject(peer, time.time()))
+        return "rejected"
+
+    async def revoke_trust(self, agent_id: str) -> str:
+        """Drop trust both ways; open streams with the peer are reset at once."""
+        peer = validate_agent_id(agent_id)
+        await self._trustsvc.command(peer, self.trust.revoke(peer, time.time()))
+        return "revoked"
+
+    def pending_trust(self) -> list[PendingTrust]:
+        return list(self.trust.pending())
+
+    def trusted_peers(self) -> list[TrustedPeer]:
+        return list(self.trust.trusted())
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    async def send_message(self, agent_id: str, text: str) -> SendReceipt:
+        """Store a message in the durable outbox and push it if the peer is reachable."""
+        peer = validate_agent_id(agent_id)
+        size = len(text.encode("utf-8"))
+        if size > self.config.max_message_size:
+            raise InvalidArgument(
+                f"message is {size} bytes; the limit is {self.config.max_message_size}"
+            )
+        if not self.trust.is_trusted(peer):
+            raise StateError(
+                f"no trust with {peer}; messages need mutual trust: "
+                f"`swarmlink trust request {peer}`"
+            )
+        with self.db.transaction():
+            row = self.db.query_one(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE recipient = ?", (peer,)
+            )
+            seq = int(row[0]) if row is not None else 1
+            self.db.execute(
+                "INSERT INTO outbox (recipient, seq, created, body) VALUES (?, ?, ?, ?)",
+                (peer, seq, time.time(), text),
+            )
+        await self._deliver_messages(peer, dial=True)
+        row = self.db.query_one(
+            "SELECT delivered FROM outbox WHERE recipient = ? AND seq = ?", (peer, seq)
+        )
+        return SendReceipt(recipient=peer, seq=seq, delivered=row is not None and row[0] is not None)
+
+    async def _deliver_messages(self, peer: str, *, dial: bool = False) -> None:
+        await self.services.deliver_messages(peer, dial=dial)
+
+    def inbox(
+        self, *, sender: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[InboxMessage]:
+        if limit < 1 or limit > 10_000:
+            raise InvalidArgument("limit must be between 1 and 10000")
+        sql = "SELECT id, sender, seq, sent_at, received_at, body FROM inbox WHERE id > ?"
+        params: list[Any] = [after]
+        if sender:
+            sql += " AND sender = ?"
+            params.append(validate_agent_id(sender))
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return [
+            InboxMessage(
+                id=r[0], sender=r[1], seq=r[2], sent_at=r[3], received_at=r[4], text=r[5]
+            )
+            for r in self.db.query(sql, params)
+        ]
+
+    # ---- files, tunnels, bench (see _services) -----------------------------------------------
+
+    async def send_file(
+        self, agent_id: str, path: str, on_progress: Callable[[int, int], None] | None = None
+    ) -> FileReceipt:
+        return await self.services.send_file(validate_agent_id(agent_id), Path(path), on_progress)
+
+    def received_files(self) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.db.query(
+                "SELECT id, sender, name, path, size, sha256, received_at FROM files ORDER BY id"
+            )
+        ]
+
+    def expose(self, port: int, *, name: str | None = None, allow: Sequence[str] = ()) -> Exposure:
+        return self.services.expose(port, name=name, allow=[validate_agent_id(a) for a in allow])
+
+    def unexpose(self, port: int) -> None:
+        self.services.unexpose(port)
+
+    def exposures(self) -> list[Exposure]:
+        return self.services.exposures()
+
+    async def forward(
+        self, local_port: int, agent_id: str, remote_port: int, *, bind_host: str = "127.0.0.1"
+    ) -> Forward:
+        return await self.services.add_forward(
+            bind_host, local_port, validate_agent_id(agent_id), remote_port
+        )
+
+    async def unforward(self, forward_id: int) -> None:
+        await self.services.remove_forward(forward_id)
+
+    def forwards(self) -> list[Forward]:
+        return self.services.forwards()
+
+    async def bench(self, agent_id: str, *, size: int = 64 * 1024 * 1024) -> BenchResult:
+        return await self.services.bench(validate_agent_id(agent_id), size)
+
+    # ---- ping, status, peers, keys -------------------------------------------------------------
+
+    async def ping(
+        self,
+        agent_id: str,
+        count: int = 1,
+        interval: float = 1.0,
+        on_reply: Callable[[int, float | None], None] | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> PingResult:
+        """Session-level PING round trips (works before trust: it is keepalive traffic)."""
+        if not 1 <= count <= 10_000:
+            raise InvalidArgument("count must be between 1 and 10000")
+        if not 0 <= interval <= 60:
+            raise InvalidArgument("interval must be between 0 and 60 seconds")
+        conn = await self.connection(agent_id)
+        rtts: list[float] = []
+        for seq in range(1, count + 1):
+            rtt = await conn.ping(timeout)
+            if rtt is not None:
+                rtts.append(rtt * 1000)
+            if on_reply is not None:
+                on_reply(seq, None if rtt is None else rtt * 1000)
+            if seq < count and interval > 0:
+                await asyncio.sleep(interval)
+        return PingResult(
+            agent_id=conn.agent_id,
+            rtts_ms=tuple(rtts),
+            sent=count,
+            received=len(rtts),
+            min_ms=min(rtts) if rtts else None,
+            avg_ms=sum(rtts) / len(rtts) if rtts else None,
+            max_ms=max(rtts) if rtts else None,
+        )
+
+    def status(self) -> NodeStatus:
+        row = self.db.query_one("SELECT COUNT(*) FROM inbox")
+        cert = self.operational.certificate
+        return NodeStatus(
+            agent_id=self.agent_id,
+            virtual_address=str(self.identity.virtual_address),
+            listen=self.listen_addresses,
+            home=str(self.home),
+            pid=os.getpid(),
+            version=__version__,
+            uptime=time.time() - self._started,
+            peers_connected=len(self._conns),
+            trusted_peers=len(self.trust.trusted()),
+            pending_trust=sum(1 for p in self.trust.pending() if p.direction == "in"),
+            inbox_unread=int(row[0]) if row is not None else 0,
+            operational_key_serial=cert.serial,
+            operational_key_expires=float(cert.not_after),
+        )
+
+    def identity_info(self) -> dict[str, Any]:
+        cert = self.operational.certificate
+        return {
+            "agent_id": self.agent_id,
+            "virtual_address": str(self.identity.virtual_address),
+            "identity_key": self.identity.public_key.hex(),
+            "operational_key": cert.operational_key.hex(),
+            "operational_key_serial": cert.serial,
+            "operational_key_expires": float(cert.not_after),
+        }
+
+    def _peer_info(self, agent_id: str) -> PeerInfo:
+        conn = self.connected(agent_id)
+        row = self.db.query_one(
+            "SELECT addresses, last_seen FROM peers WHERE agent_id = ?", (agent_id,)
+        )
+        addresses = json.loads(row[0]) if row is not None else []
+        return PeerInfo(
+            agent_id=agent_id,
+            virtual_address=str(virtual_address(agent_id)),
+            connected=conn is not None,
+            trusted=self.trust.is_trusted(agent_id),
+            address=conn.address if conn is not None else (addresses[0] if addresses else None),
+            direction=conn.direction if conn is not None else None,
+            path="direct",
+            rtt_ms=None if conn is None or conn.rtt is None else conn.rtt * 1000,
+            streams=len(conn.streams) if conn is not None else 0,
+            last_seen=time.time() if conn is not None else (row[1] if row is not None else None),
+            user_agent=conn.user_agent if conn is not None else None,
+        )
+
+    def peers(self) -> list[PeerInfo]:
+        """Connected, trusted and remembered peers."""
+        ids = set(self._conns) | {p.agent_id for p in self.trust.trusted()}
+        ids |= {r[0] for r in self.db.query("SELECT agent_id FROM peers")}
+        return sorted(
+            (self._peer_info(a) for a in ids), key=lambda p: (not p.connected, p.agent_id)
+        )
+
+    def rotate_key(self) -> dict[str, Any]:
+        """Replace the operational key; the agent ID, address and trust stay the same."""
+        self.operational = self.keystore.rotate(
+            now=time.time(), lifetime=self.config.operational_key_lifetime
+        )
+        cert_file, key_file = self.keystore.tls_files
+        # New handshakes on these contexts present the new certificate.
+        self._server_ctx.load_cert_chain(cert_file, key_file)
+        self._client_ctx.load_cert_chain(cert_file, key_file)
+        log.info("operational key rotated", extra={"serial": self.operational.certificate.serial})
+        return self.identity_info()
+
+
+_CLOSED: Any = object()
+
+
+class EventSubscription:
+    """An async iterator of :class:`~swarmlink.runtime.events.NodeEvent`."""
+
+    def __init__(self, registry: set[asyncio.Queue[ev.NodeEvent]]) -> None:
+        self._registry = registry
+        self._queue: asyncio.Queue[ev.NodeEvent] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        registry.add(self._queue)
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> ev.NodeEvent:
+        event = await self._queue.get()
+        if event is _CLOSED:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._registry.discard(self._queue)
+
+
+def parse_target(target: str) -> tuple[str, str, int]:
+    """``AGENT@HOST:PORT`` → (agent ID, host, port), with clear errors."""
+    agent, sep, address = target.partition("@")
+    if not sep or not address:
+        raise InvalidArgument(f"bad target {target!r}: expected AGENT@HOST:PORT")
+    host, port = parse_hostport(address)
+    if port == 0:
+        raise InvalidArgument(f"bad target {target!r}: port 0")
+    return validate_agent_id(agent), host, port

@@ -1,0 +1,53 @@
+"""Test helpers: wait on conditions with deadlines (never a fixed sleep), node factories."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from swarmlink.runtime import Node, NodeConfig
+
+
+async def wait_until(
+    predicate: Callable[[], Any], what: str = "condition", timeout: float = 10.0
+) -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def running_nodes(tmp: Path, *names: str) -> AsyncIterator[list[Node]]:
+    nodes: list[Node] = []
+    try:
+        for name in names:
+            nodes.append(await Node.start(NodeConfig(home=tmp / name, listen=(("127.0.0.1", 0),))))
+        yield nodes
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+def target(node: Node) -> str:
+    return f"{node.agent_id}@127.0.0.1:{node.listen_port}"
+
+
+async def make_trusted(a: Node, b: Node) -> None:
+    """Connect a → b and establish mutual trust through the real protocol."""
+    await a.connect(target(b))
+    await a.request_trust(b.agent_id, "test")
+    await wait_until(lambda: any(p.agent_id == a.agent_id for p in b.pending_trust()), "request")
+    await b.approve_trust(a.agent_id)
+    await wait_until(lambda: a.trust.is_trusted(b.agent_id), "approval to reach a")
