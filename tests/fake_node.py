@@ -344,10 +344,7 @@ class FakeNode:
     ) -> FileReceipt:
         self._maybe_fail("send_file")
         _check_agent(agent_id)
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+        data = _read(path)
         for sent in range(self.file_chunk, len(data) + self.file_chunk, self.file_chunk):
             if on_progress is not None:
                 on_progress(min(sent, len(data)), len(data))
@@ -474,6 +471,13 @@ class FakeNode:
         self.closed = True
         for sub in list(self.subscribers):
             sub.queue.put_nowait(None)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
 
 
 async def _echo(stream: FakeStream) -> None:

@@ -8,6 +8,7 @@ upgrades, limits and hostile input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -25,13 +26,15 @@ from typing import Any
 
 import h11
 import pytest
-
 from fake_node import AGENT_B, FakeNode
+
 from swarmlink.daemon import (
     MAX_HEADER_SIZE,
     MAX_REQUEST_BODY,
     ControlServer,
     JsonLogFormatter,
+    _server,
+    check_no_daemon,
     main,
     serve,
 )
@@ -57,8 +60,9 @@ SEED = int(os.environ.get("SWARMLINK_TEST_SEED", "20261122"))
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
-async def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, what: str, seconds: float = 10.0) -> Any:
+    """Poll ``predicate`` until truthy (never a fixed sleep); fail at the deadline."""
+    deadline = time.monotonic() + seconds
     while True:
         value = predicate()
         if value:
@@ -204,12 +208,14 @@ async def call(sock: Path, method: str, target: str, body: Any = None, **kw: Any
         conn.close()
 
 
-async def raw_exchange(sock: Path, data: bytes) -> bytes:
+async def raw_exchange(sock: Path, data: bytes, *, half_close: bool = False) -> bytes:
     """Send raw bytes; everything the server answers until it closes (or 10 s)."""
     reader, writer = await asyncio.open_unix_connection(str(sock))
     try:
         writer.write(data)
         await writer.drain()
+        if half_close:
+            writer.write_eof()
         out = bytearray()
         async with asyncio.timeout(10):
             while chunk := await reader.read(65536):
@@ -241,6 +247,22 @@ async def test_socket_is_private_stale_socket_replaced_second_server_refused(
             await ControlServer(FakeNode(home), path).start()
         assert srv.socket_path.exists()  # the refused server did not touch it
     assert not path.exists()
+
+
+async def test_something_silent_on_the_socket_is_not_taken_over(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_server, "PROBE_TIMEOUT", 0.1)
+    path = home / "control.sock"
+    squatter = socket.socket(socket.AF_UNIX)
+    squatter.bind(str(path))
+    squatter.listen(1)  # accepts (in the kernel) but never answers
+    (home / "swarmlink.pid").write_text("4242\n")
+    try:
+        with pytest.raises(LocalError, match=r"already running in .* \(pid 4242\)"):
+            await check_no_daemon(path)
+    finally:
+        squatter.close()
 
 
 async def test_refuses_a_path_that_is_not_a_socket(home: Path, node: FakeNode) -> None:
@@ -310,7 +332,9 @@ async def test_every_unary_route(server: ControlServer, node: FakeNode, home: Pa
         node.files.append({"id": 1, "name": "f.bin", "size": 3})
         assert await ok("GET", "/v1/files") == {"files": [{"id": 1, "name": "f.bin", "size": 3}]}
 
-        exposure = await ok("POST", "/v1/exposures", {"port": 8080, "name": "api", "allow": [AGENT_B]})
+        exposure = await ok(
+            "POST", "/v1/exposures", {"port": 8080, "name": "api", "allow": [AGENT_B]}
+        )
         assert exposure == {"port": 8080, "name": "api", "allow": [AGENT_B]}
         assert await ok("POST", "/v1/exposures", {"port": 22}) == {
             "port": 22,
@@ -373,7 +397,13 @@ async def test_not_found_and_state_errors_from_the_node(server: ControlServer) -
         ("POST", "/v1/ping", b'{"agent_id": "x", "interval": "1"}', 400, "number"),
         ("POST", "/v1/ping", b'{"agent_id": "x", "interval": 61}', 400, "at most 60"),
         ("POST", "/v1/messages", b'{"agent_id": "x", "txt": "y"}', 400, "missing required"),
-        ("POST", "/v1/messages", b'{"agent_id": "x", "text": "y", "z": 1}', 400, "unknown field 'z'"),
+        (
+            "POST",
+            "/v1/messages",
+            b'{"agent_id": "x", "text": "y", "z": 1}',
+            400,
+            "unknown field 'z'",
+        ),
         ("POST", "/v1/exposures", b'{"port": 80, "allow": "all"}', 400, "array of strings"),
         ("POST", "/v1/exposures", b'{"port": 80, "name": 3}', 400, "string or null"),
         ("POST", "/v1/files", b'{"agent_id": "x", "path": "rel/a.txt"}', 400, "absolute"),
@@ -480,7 +510,7 @@ async def test_random_bytes_never_break_the_server(server: ControlServer) -> Non
     for _ in range(40):
         size = rng.choice([1, 7, 100, 4096, 70_000])
         data = bytes(rng.getrandbits(8) for _ in range(size))
-        reply = await raw_exchange(server.socket_path, data)
+        reply = await raw_exchange(server.socket_path, data, half_close=True)
         assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:100]
     assert (await call(server.socket_path, "GET", "/v1/status")).status == 200
     await wait_for(lambda: server.connections == 0, "connections closed")
@@ -564,7 +594,10 @@ async def test_exceptions_map_to_status_and_type(
 async def test_many_concurrent_clients(server: ControlServer, node: FakeNode) -> None:
     replies = await asyncio.gather(
         *(call(server.socket_path, "GET", "/v1/status") for _ in range(40)),
-        *(call(server.socket_path, "POST", "/v1/trust/request", {"agent_id": AGENT_B}) for _ in range(20)),
+        *(
+            call(server.socket_path, "POST", "/v1/trust/request", {"agent_id": AGENT_B})
+            for _ in range(20)
+        ),
     )
     assert all(r.status == 200 for r in replies)
     assert len(node.pending) == 20
@@ -632,13 +665,14 @@ async def test_client_hanging_up_cancels_the_ping(server: ControlServer, node: F
     conn = await Conn.open(server.socket_path)
     await conn.send("POST", "/v1/ping", {"agent_id": AGENT_B, "count": 5})
     await wait_for(lambda: server.connections == 1, "request in flight")
-    await asyncio.sleep(0)
     conn.close()
     await wait_for(lambda: node.cancelled == ["ping"], "ping cancelled")
     await wait_for(lambda: server.connections == 0, "connection closed")
 
 
-async def test_send_file_streams_progress(server: ControlServer, node: FakeNode, home: Path) -> None:
+async def test_send_file_streams_progress(
+    server: ControlServer, node: FakeNode, home: Path
+) -> None:
     path = home / "payload.bin"
     path.write_bytes(os.urandom(3000))
     reply = await call(
@@ -654,7 +688,9 @@ async def test_send_file_streams_progress(server: ControlServer, node: FakeNode,
     assert lines[3]["event"] == "result" and lines[3]["result"]["size"] == 3000
     node.fail_midway("send_file", StreamReset("peer gave up", ErrorCode.CANCEL))
     lines = (
-        await call(server.socket_path, "POST", "/v1/files", {"agent_id": AGENT_B, "path": str(path)})
+        await call(
+            server.socket_path, "POST", "/v1/files", {"agent_id": AGENT_B, "path": str(path)}
+        )
     ).lines()
     assert lines[-1]["error"]["type"] == "StreamReset" and lines[-1]["error"]["code"] == "cancel"
 
@@ -750,7 +786,9 @@ async def test_open_stream_errors_are_json_before_the_upgrade(server: ControlSer
     reply = await call(sock, "POST", "/v1/streams", {"agent_id": AGENT_B, "protocol": "/echo"})
     assert reply.status == 400 and "Upgrade: swarmlink-stream" in reply.error["message"]
     conn = await Conn.open(sock)
-    await conn.send("POST", "/v1/streams", {"agent_id": AGENT_B, "protocol": "/refuse"}, headers=UPGRADE)
+    await conn.send(
+        "POST", "/v1/streams", {"agent_id": AGENT_B, "protocol": "/refuse"}, headers=UPGRADE
+    )
     reply = await conn.reply()
     conn.close()
     assert reply.status == 502 and reply.error["type"] == "StreamRefused"
@@ -763,19 +801,17 @@ async def test_open_stream_errors_are_json_before_the_upgrade(server: ControlSer
 async def test_stream_reset_by_the_peer_drops_the_socket(
     server: ControlServer, node: FakeNode
 ) -> None:
-    conn = await _upgrade(server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"})
+    conn = await _upgrade(
+        server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"}
+    )
     remote = node.remote_ends[0]
     conn.writer.write(b"hello")
     assert await remote.read() == b"hello"
     remote.write(b"world")
     assert await asyncio.wait_for(conn.reader.readexactly(5), 10) == b"world"
     remote.reset()
-    try:
+    with contextlib.suppress(ConnectionResetError):
         assert await asyncio.wait_for(conn.reader.read(10), 10) == b""
-    except ConnectionResetError:
-        pass
-    sock = conn.writer.get_extra_info("socket")
-    assert sock is not None
     conn.close()
     await wait_for(lambda: server.connections == 0, "connection closed")
 
@@ -783,7 +819,9 @@ async def test_stream_reset_by_the_peer_drops_the_socket(
 async def test_client_dropping_the_socket_resets_the_stream(
     server: ControlServer, node: FakeNode
 ) -> None:
-    conn = await _upgrade(server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"})
+    conn = await _upgrade(
+        server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"}
+    )
     remote = node.remote_ends[0]
     conn.writer.write(b"partial")
     assert await remote.read() == b"partial"
@@ -796,7 +834,9 @@ async def test_client_dropping_the_socket_resets_the_stream(
 
 
 async def test_client_half_close_is_not_a_reset(server: ControlServer, node: FakeNode) -> None:
-    conn = await _upgrade(server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"})
+    conn = await _upgrade(
+        server.socket_path, "/v1/streams", {"agent_id": AGENT_B, "protocol": "/x"}
+    )
     remote = node.remote_ends[0]
     conn.writer.write(b"request")
     conn.writer.write_eof()
@@ -833,7 +873,9 @@ async def test_handler_registration_and_attach(server: ControlServer, node: Fake
     assert announcement["protocol"] == "/chat"
     remote.write(b"ping from b")
     remote.write_eof()
-    attached = await _upgrade(server.socket_path, "/v1/streams/attach", {"stream": announcement["stream"]})
+    attached = await _upgrade(
+        server.socket_path, "/v1/streams/attach", {"stream": announcement["stream"]}
+    )
     got = bytearray(attached.trailing())
     async with asyncio.timeout(10):
         while len(got) < 11:
@@ -846,7 +888,11 @@ async def test_handler_registration_and_attach(server: ControlServer, node: Fake
     attached.close()
     # The token is single use.
     reply = await call(
-        server.socket_path, "POST", "/v1/streams/attach", {"stream": announcement["stream"]}, headers=UPGRADE
+        server.socket_path,
+        "POST",
+        "/v1/streams/attach",
+        {"stream": announcement["stream"]},
+        headers=UPGRADE,
     )
     assert reply.status == 404 and reply.error["type"] == "NotFound"
     # Closing the registration unregisters the handler.
@@ -856,7 +902,9 @@ async def test_handler_registration_and_attach(server: ControlServer, node: Fake
 
 async def test_handler_rules(server: ControlServer, node: FakeNode) -> None:
     sock = server.socket_path
-    reply = await call(sock, "POST", "/v1/handlers", {"protocol": "/swarmlink/msg/1"}, headers=UPGRADE)
+    reply = await call(
+        sock, "POST", "/v1/handlers", {"protocol": "/swarmlink/msg/1"}, headers=UPGRADE
+    )
     assert reply.status == 400 and "reserved" in reply.error["message"]
     reply = await call(sock, "POST", "/v1/handlers", {"protocol": "/chat"})
     assert reply.status == 400 and "Upgrade" in reply.error["message"]
@@ -931,34 +979,88 @@ def _real_node_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _real_node_available(), reason="swarmlink.runtime.node not importable yet")
-def test_daemon_process_lifecycle(home: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "swarmlink.daemon", "--home", str(home), "--listen", "127.0.0.1:0"]
+# Runs the daemon entry point with the fake node standing in for swarmlink.runtime.node.
+_FAKE_LAUNCHER = """
+import sys, types
+sys.path.insert(0, sys.argv.pop(1))
+from fake_node import FakeNode
+from swarmlink.runtime.config import NodeConfig
+
+class Node:
+    @classmethod
+    async def start(cls, config):
+        return FakeNode(config.home)
+
+stub = types.ModuleType("swarmlink.runtime.node")
+stub.Node, stub.NodeConfig = Node, NodeConfig
+sys.modules["swarmlink.runtime.node"] = stub
+from swarmlink.daemon import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("launcher", "stop_with"),
+    [
+        ("fake", "sigterm"),
+        ("fake", "shutdown"),
+        pytest.param(
+            "real",
+            "sigterm",
+            marks=pytest.mark.skipif(
+                not _real_node_available(), reason="swarmlink.runtime.node not importable yet"
+            ),
+        ),
+    ],
+)
+def test_daemon_process_lifecycle(home: Path, launcher: str, stop_with: str) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    if launcher == "fake":
+        entry = [sys.executable, "-c", _FAKE_LAUNCHER, str(Path(__file__).parent)]
+    else:
+        entry = [sys.executable, "-m", "swarmlink.daemon"]
+    cmd = [*entry, "--home", str(home), "--listen", "127.0.0.1:0"]
+    # Leftovers of a daemon killed with -9: a stale socket and an unlocked pid file.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(home / "control.sock"))
+    stale.close()
+    (home / "swarmlink.pid").write_text("999999\n")
     proc = subprocess.Popen([*cmd, "--log-level", "debug"], env=env, stderr=subprocess.PIPE)
     try:
         sock = home / "control.sock"
         deadline = time.monotonic() + 30
-        while not sock.exists():
+        while not (home / "swarmlink.log").exists() or not _answers(sock):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "daemon did not come up"
             time.sleep(0.02)
         assert oct(sock.stat().st_mode & 0o777) == "0o600"
         assert (home / "swarmlink.pid").read_text().strip() == str(proc.pid)
         status = asyncio.run(call(sock, "GET", "/v1/status")).json()
-        assert status["pid"] == proc.pid and status["listen"][0].startswith("127.0.0.1:")
+        assert status["pid"] == proc.pid
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert f"already running in {home} (pid {proc.pid})" in second.stderr
-        proc.send_signal(signal.SIGTERM)
+        if stop_with == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            assert asyncio.run(call(sock, "POST", "/v1/shutdown")).json() == {"ok": True}
         assert proc.wait(timeout=30) == 0
         assert not sock.exists() and not (home / "swarmlink.pid").exists()
         lines = [json.loads(x) for x in (home / "swarmlink.log").read_text().splitlines()]
-        assert {"ts", "level", "logger", "msg"} <= set(lines[0])
+        assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
         assert any(x["msg"] == "daemon stopped" for x in lines)
+        assert oct((home / "swarmlink.log").stat().st_mode & 0o777) == "0o600"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+def _answers(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        return s.connect_ex(str(sock)) == 0

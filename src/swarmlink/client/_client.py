@@ -98,9 +98,11 @@ class Client:
         async with Client("~/.swarmlink") as client:
             print((await client.status()).agent_id)
 
-    ``timeout`` bounds connecting and each request-response call (``bench`` excepted:
-    it runs as long as the transfer takes); streams, event feeds and NDJSON
-    progress feeds are bounded per line instead. No daemon → :class:`NodeNotRunning`;
+    ``timeout`` bounds connecting, sending a request and receiving its answer's head,
+    and each whole request-response call (``bench`` excepted: it runs as long as the
+    transfer takes, under the node's own timeouts). Feeds are bounded per line
+    (``ping``: ``timeout + interval``) or not at all (``send_file``, ``events``), and
+    streams not at all. No daemon → :class:`NodeNotRunning`;
     errors the daemon reports are re-raised as the same :mod:`swarmlink.errors` class.
     """
 
@@ -272,7 +274,7 @@ class Client:
         """Yields ``{"event": "progress", "sent", "total"}`` dicts, then
         ``{"event": "result", "result": {...FileReceipt}}``."""
         body = {"agent_id": agent_id, "path": _local_file(path)}
-        async for value in self._feed("POST", "/v1/files", body, line_timeout=self.timeout):
+        async for value in self._feed("POST", "/v1/files", body, line_timeout=None):
             if value.get("event") == "result":
                 _model(FileReceipt, value.get("result"))  # validate
             yield value
@@ -380,14 +382,19 @@ class Client:
             exchange.reader, exchange.writer, initial, peer=agent_id, protocol=protocol
         )
 
-    async def handle(self, protocol: str, handler: ClientHandler) -> None:
+    async def handle(
+        self, protocol: str, handler: ClientHandler, *, ready: asyncio.Event | None = None
+    ) -> None:
         """Serve streams that peers open with ``protocol`` until cancelled.
 
         Each incoming stream runs ``handler(stream)`` in its own task; when it returns,
-        the stream is closed gracefully (an exception resets it). Raises
-        :class:`NodeNotRunning` if the daemon stops.
+        the stream is closed gracefully (an exception resets it). ``ready`` is set once
+        the daemon has registered the handler. Raises :class:`NodeNotRunning` if the
+        daemon stops.
         """
         exchange, initial = await self._upgrade("/v1/handlers", {"protocol": protocol})
+        if ready is not None:
+            ready.set()
         tasks: set[asyncio.Task[None]] = set()
         buffer = bytearray(initial)
         try:

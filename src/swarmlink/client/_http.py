@@ -138,8 +138,7 @@ class Exchange:
 
     def _closed_early(self) -> NodeNotRunning:
         return NodeNotRunning(
-            f"the swarmlink daemon in {self.home} closed the connection without answering "
-            "(is it stopping?)"
+            f"the swarmlink daemon in {self.home} closed the connection (is it stopping?)"
         )
 
     async def next_event(self) -> h11.Event:
@@ -147,7 +146,7 @@ class Exchange:
             try:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
-                if self._conn.their_state is h11.ERROR and "peer closed" in str(exc):
+                if "closed" in str(exc):  # EOF in the middle of the response
                     raise self._closed_early() from None
                 raise bad_response(str(exc)) from None
             if event is h11.NEED_DATA:

@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -51,6 +52,13 @@ LINGER_TIMEOUT = 1.0
 LINGER_MAX_BYTES = 4 * 1024 * 1024
 
 _SERVER_HEADER = ("Server", "swarmlink-daemon")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def json_bytes(value: Any) -> bytes:
@@ -157,6 +165,12 @@ class HttpConnection:
                 return Rejection(400, "connection closed in the middle of the request")
 
     def _check_head(self, event: h11.Request) -> Rejection | None:
+        # h11 bounds only *incomplete* heads; a complete one read in a single chunk
+        # could be larger, so measure it too.
+        size = len(event.method) + len(event.target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+        if size > MAX_HEADER_SIZE:
+            return Rejection(431, f"request head exceeds {MAX_HEADER_SIZE} bytes")
         for name, value in event.headers:
             if name == b"content-length":
                 try:
@@ -166,7 +180,11 @@ class HttpConnection:
                 if length > MAX_REQUEST_BODY:
                     return Rejection(413, f"request body exceeds {MAX_REQUEST_BODY} bytes")
         if self._conn.they_are_waiting_for_100_continue:
-            self._write(h11.InformationalResponse(status_code=100, headers=[_SERVER_HEADER]))
+            self._write(
+                h11.InformationalResponse(
+                    status_code=100, headers=[_SERVER_HEADER], reason=_reason(100)
+                )
+            )
         return None
 
     @staticmethod
@@ -209,9 +227,12 @@ class HttpConnection:
         ]
         if not self.keep_alive:
             head.append(("Connection", "close"))
-        self._write(h11.Response(status_code=status, headers=head))
-        self._write(h11.Data(data=body))
-        self._write(h11.EndOfMessage())
+        out = self._conn.send(
+            h11.Response(status_code=status, headers=head, reason=_reason(status))
+        )
+        out = (out or b"") + (self._conn.send(h11.Data(data=body)) or b"")
+        out += self._conn.send(h11.EndOfMessage()) or b""
+        self.writer.write(out)  # one write: head and body travel together
         await self.writer.drain()
 
     async def reject(self, rejection: Rejection) -> None:
@@ -234,6 +255,7 @@ class HttpConnection:
         self._write(
             h11.Response(
                 status_code=200,
+                reason=_reason(200),
                 headers=[
                     _SERVER_HEADER,
                     ("Content-Type", "application/x-ndjson"),
@@ -262,6 +284,7 @@ class HttpConnection:
         self._write(
             h11.InformationalResponse(
                 status_code=101,
+                reason=_reason(101),
                 headers=[_SERVER_HEADER, ("Connection", "Upgrade"), ("Upgrade", protocol)],
             )
         )

@@ -77,7 +77,8 @@ async def _running_daemon_pid(path: Path) -> int | None:
                     return None
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 break
-        pid = json.loads(body).get("pid")
+        status = json.loads(body)
+        pid = status.get("pid") if isinstance(status, dict) else None
         return pid if isinstance(pid, int) else None
     finally:
         writer.close()

@@ -248,7 +248,7 @@ class StreamHub:
             log.info("stream handler unregistered", extra={"protocol": protocol})
 
     async def _on_incoming(self, reg: _Registration, stream: StreamAPI) -> None:
-        if reg.closed or len(reg.pending) >= MAX_PENDING_INCOMING:
+        if reg.closed or reg.http.writer.is_closing() or len(reg.pending) >= MAX_PENDING_INCOMING:
             log.info(
                 "incoming stream reset: handler gone or too many waiting",
                 extra={"protocol": reg.protocol, "peer": stream.peer},

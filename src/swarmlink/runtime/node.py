@@ -493,6 +493,11 @@ class Node:
     def trusted_peers(self) -> list[TrustedPeer]:
         return list(self.trust.trusted())
 
+    async def _deliver_all(self, peer: str) -> None:
+        """A session came up: push queued trust messages, then queued chat messages."""
+        await self._trustsvc.deliver(peer)
+        await self._deliver_messages(peer)
+
     # ---- messages ----------------------------------------------------------------------------
 
     async def send_message(self, agent_id: str, text: str) -> SendReceipt:
