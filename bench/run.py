@@ -66,8 +66,17 @@ def start_sink(tls: bool, workdir: Path) -> tuple[subprocess.Popen[str], int]:
 
 def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], Client]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "swarmlink.daemon", "--home", str(home), "--listen",
-         "127.0.0.1:0", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "swarmlink.daemon",
+            "--home",
+            str(home),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -206,7 +215,9 @@ async def bench_connect(workdir: Path, rounds: int) -> dict[str, Any]:
     times = []
     try:
         for i in range(rounds):
-            peer = await Node.start(NodeConfig(home=workdir / f"peer{i}", listen=(("127.0.0.1", 0),)))
+            peer = await Node.start(
+                NodeConfig(home=workdir / f"peer{i}", listen=(("127.0.0.1", 0),))
+            )
             peer.set_handler(ECHO, echo_handler)
             peer.trust._trusted.add(dialer.agent_id)  # bench only: pre-trusted peer
             t = time.perf_counter()
@@ -309,8 +320,13 @@ async def _tls_echo_baseline(workdir: Path, count: int) -> tuple[float, float]:
 
 async def bench_rss(workdir: Path, peers: int) -> dict[str, Any]:
     log(f"daemon RSS: idle, then with {peers} connected peers")
-    bare = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    time.sleep(0.3)
+    bare = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert bare.stdout is not None
+    bare.stdout.readline()
     bare_kib = rss_kib(bare.pid)
     bare.kill()
     bare.wait()
@@ -321,7 +337,9 @@ async def bench_rss(workdir: Path, peers: int) -> dict[str, Any]:
         port = int(status.listen[0].rsplit(":", 1)[1])
         idle = rss_kib(proc.pid)
         for i in range(peers):
-            node = await Node.start(NodeConfig(home=workdir / f"rss{i}", listen=(("127.0.0.1", 0),)))
+            node = await Node.start(
+                NodeConfig(home=workdir / f"rss{i}", listen=(("127.0.0.1", 0),))
+            )
             nodes.append(node)
             await node.connect(f"{status.agent_id}@127.0.0.1:{port}")
         await poll(lambda: _count(client, peers), "peers connected", timeout=60)
@@ -346,7 +364,9 @@ async def _count(client: Client, n: int) -> bool:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument("--only", choices=["tunnel", "connect", "messages", "rss"], action="append")
     args = parser.parse_args()

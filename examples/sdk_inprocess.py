@@ -25,14 +25,15 @@ async def main(workdir: Path) -> None:
     try:
         bob.set_handler("/example/echo/1", echo)  # a custom protocol
         await alice.connect(f"{bob.agent_id}@127.0.0.1:{bob.listen_port}")
-        events = bob.subscribe()
+        bob_events, alice_events = bob.subscribe(), alice.subscribe()
         await alice.request_trust(bob.agent_id, "demo")
-        async for event in events:  # typed events, pushed the moment they happen
+        async for event in bob_events:  # typed events, pushed the moment they happen
             if event.type == "trust_requested":
                 await bob.approve_trust(alice.agent_id)
                 break
-        while not alice.trust.is_trusted(bob.agent_id):
-            await asyncio.sleep(0.01)
+        async for event in alice_events:
+            if event.type == "trust_established":
+                break
         stream = await alice.open_stream(bob.agent_id, "/example/echo/1")
         stream.write(b"hello")
         stream.write_eof()

@@ -250,7 +250,9 @@ async def test_ping_and_bench(tmp_path: Path) -> None:
     async with running_nodes(tmp_path, "a", "b") as (a, b):
         await make_trusted(a, b)
         replies: list[float | None] = []
-        result = await a.ping(b.agent_id, count=3, interval=0, on_reply=lambda s, r: replies.append(r))
+        result = await a.ping(
+            b.agent_id, count=3, interval=0, on_reply=lambda s, r: replies.append(r)
+        )
         assert result.sent == result.received == 3 and len(replies) == 3
         assert result.min_ms is not None and result.min_ms > 0
         bench = await a.bench(b.agent_id, size=8 * 1024 * 1024)

@@ -13,13 +13,15 @@ from helpers import make_trusted, running_nodes, target, wait_until
 
 from swarmlink.errors import CertificateExpired, ErrorCode, VerificationFailed
 from swarmlink.identity import KeyStore, make_ssl_context
-from swarmlink.runtime import Node, NodeConfig
+from swarmlink.runtime import Node
 from swarmlink.wire import cbor
 from swarmlink.wire.framing import FrameDecoder, FrameType, encode_frame
 from swarmlink.wire.version import Hello
 
 
-async def raw_tls_client(home: Path, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def raw_tls_client(
+    home: Path, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TLS client with a valid swarmlink certificate that speaks frames by hand."""
     ks = KeyStore(home)
     ks.load_or_create(now=time.time())
@@ -49,9 +51,19 @@ async def assert_still_serving(a: Node, b: Node) -> None:
     "frames,code",
     [
         # Oversized frame: a header claiming 2 GiB.
-        (lambda: (2**31).to_bytes(4, "big") + bytes([0, 0]) + (1).to_bytes(4, "big"), ErrorCode.FRAME_TOO_LARGE),
+        (
+            lambda: (2**31).to_bytes(4, "big") + bytes([0, 0]) + (1).to_bytes(4, "big"),
+            ErrorCode.FRAME_TOO_LARGE,
+        ),
         # Unknown frame type.
-        (lambda: encode_frame(FrameType.HELLO, 0, 0, Hello.local().encode())[:4] + b"\x63\x00\x00\x00\x00\x00" + Hello.local().encode(), ErrorCode.MALFORMED),
+        (
+            lambda: (
+                encode_frame(FrameType.HELLO, 0, 0, Hello.local().encode())[:4]
+                + b"\x63\x00\x00\x00\x00\x00"
+                + Hello.local().encode()
+            ),
+            ErrorCode.MALFORMED,
+        ),
         # Data before HELLO.
         (lambda: encode_frame(FrameType.DATA, 0, 1, b"hi"), ErrorCode.PROTOCOL_ERROR),
         # Malformed HELLO payload.
@@ -163,7 +175,9 @@ async def test_rotated_out_key_is_refused(tmp_path: Path) -> None:
         (tmp_path / "old" / "tls.key").write_bytes(old_key)
         os.chmod(tmp_path / "old" / "tls.key", 0o600)
         ctx = make_ssl_context(
-            server=False, cert_file=tmp_path / "old" / "tls.crt", key_file=tmp_path / "old" / "tls.key"
+            server=False,
+            cert_file=tmp_path / "old" / "tls.crt",
+            key_file=tmp_path / "old" / "tls.key",
         )
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", b.listen_port, ssl=ctx, server_hostname="swarmlink"

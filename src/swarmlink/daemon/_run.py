@@ -140,6 +140,7 @@ async def _run(config: DaemonConfig) -> int:
             extra={"home": str(home), "listen": [f"{h}:{p}" for h, p in config.listen]},
         )
         node = await Node.start(NodeConfig(home=home, listen=config.listen))
+        _release_startup_memory()
         try:
             await serve(node, socket_path, stop)
         finally:
@@ -150,6 +151,19 @@ async def _run(config: DaemonConfig) -> int:
         pid_file.release()
     log.info("daemon stopped", extra={"home": str(home)})
     return 0
+
+
+def _release_startup_memory() -> None:
+    """Hand memory freed during start-up (imports, key generation) back to the OS.
+
+    glibc keeps freed heap pages; an idle daemon should not look bigger than it is.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

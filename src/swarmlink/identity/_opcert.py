@@ -72,17 +72,29 @@ class OperationalCertificate:
             )
         value = cbor.decode(data, max_depth=2, max_items=16)
         if not isinstance(value, dict) or set(value) != {"ik", "ok", "sn", "nb", "na", "sig"}:
-            raise ProtocolViolation("operational certificate has the wrong fields", ErrorCode.MALFORMED)
+            raise ProtocolViolation(
+                "operational certificate has the wrong fields", ErrorCode.MALFORMED
+            )
         ik, ok, sn, nb, na, sig = (value[k] for k in ("ik", "ok", "sn", "nb", "na", "sig"))
-        if not (isinstance(ik, bytes) and len(ik) == 32 and isinstance(ok, bytes) and len(ok) == 32):
-            raise ProtocolViolation("operational certificate keys must be 32 bytes", ErrorCode.MALFORMED)
+        if not (
+            isinstance(ik, bytes) and len(ik) == 32 and isinstance(ok, bytes) and len(ok) == 32
+        ):
+            raise ProtocolViolation(
+                "operational certificate keys must be 32 bytes", ErrorCode.MALFORMED
+            )
         if not (isinstance(sig, bytes) and len(sig) == 64):
-            raise ProtocolViolation("operational certificate signature must be 64 bytes", ErrorCode.MALFORMED)
+            raise ProtocolViolation(
+                "operational certificate signature must be 64 bytes", ErrorCode.MALFORMED
+            )
         for name, v in (("serial", sn), ("not_before", nb), ("not_after", na)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ProtocolViolation(f"operational certificate {name} is invalid", ErrorCode.MALFORMED)
+                raise ProtocolViolation(
+                    f"operational certificate {name} is invalid", ErrorCode.MALFORMED
+                )
         if nb >= na:
-            raise ProtocolViolation("operational certificate ends before it starts", ErrorCode.MALFORMED)
+            raise ProtocolViolation(
+                "operational certificate ends before it starts", ErrorCode.MALFORMED
+            )
         return cls(ik, ok, sn, nb, na, sig)
 
     @classmethod
@@ -100,7 +112,9 @@ class OperationalCertificate:
         if len(operational_public_key) != 32:
             raise InvalidArgument("an Ed25519 public key is 32 bytes")
         nb = max(0, int(now) - CLOCK_SKEW_ALLOWANCE)
-        unsigned = cls(identity.public_key, operational_public_key, serial, nb, int(now + lifetime), b"")
+        unsigned = cls(
+            identity.public_key, operational_public_key, serial, nb, int(now + lifetime), b""
+        )
         return cls(
             identity.public_key,
             operational_public_key,
@@ -144,8 +158,12 @@ class OperationalKey:
         cls, identity: IdentityKey, *, now: float, lifetime: float, serial: int
     ) -> OperationalKey:
         key = Ed25519PrivateKey.generate()
-        pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        cert = OperationalCertificate.issue(identity, pub, now=now, lifetime=lifetime, serial=serial)
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        cert = OperationalCertificate.issue(
+            identity, pub, now=now, lifetime=lifetime, serial=serial
+        )
         return cls(key, cert)
 
     @property

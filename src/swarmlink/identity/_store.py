@@ -109,7 +109,9 @@ class KeyStore:
             raise LocalError(f"{self.operational_cert_path} belongs to another identity")
         return op
 
-    def rotate(self, *, now: float, lifetime: float = DEFAULT_OPERATIONAL_LIFETIME) -> OperationalKey:
+    def rotate(
+        self, *, now: float, lifetime: float = DEFAULT_OPERATIONAL_LIFETIME
+    ) -> OperationalKey:
         """Replace the operational key (serial + 1); the identity stays the same."""
         identity, current = self.load_or_create(now=now, lifetime=lifetime)
         op = OperationalKey.generate(

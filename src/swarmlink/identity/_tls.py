@@ -17,8 +17,8 @@ import datetime as dt
 import functools
 import hashlib
 import os
+import secrets
 import ssl
-import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -106,16 +106,18 @@ def _leaf_certificate(op: OperationalKey) -> x509.Certificate:
         .not_valid_before(_NOT_BEFORE)
         .not_valid_after(_NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.UnrecognizedExtension(OPCERT_EXTENSION_OID, cert.encode()), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(OPCERT_EXTENSION_OID, cert.encode()), critical=False
+        )
         .sign(ca_key, None)
     )
 
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write atomically with mode 0600 from the first byte."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -186,14 +188,20 @@ def verify_peer_certificate(
             "peer certificate is not a swarmlink certificate: no operational key certificate"
         ) from None
     except ValueError as exc:
-        raise VerificationFailed(f"peer certificate is not a swarmlink certificate: {exc}") from None
+        raise VerificationFailed(
+            f"peer certificate is not a swarmlink certificate: {exc}"
+        ) from None
     value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension) or not isinstance(public_key, Ed25519PublicKey):
+    if not isinstance(value, x509.UnrecognizedExtension) or not isinstance(
+        public_key, Ed25519PublicKey
+    ):
         raise VerificationFailed("peer certificate is not a swarmlink certificate: wrong key type")
     try:
         opcert = OperationalCertificate.decode(value.value)
     except ProtocolViolation as exc:
-        raise VerificationFailed(f"peer's operational key certificate is malformed: {exc.reason}") from None
+        raise VerificationFailed(
+            f"peer's operational key certificate is malformed: {exc.reason}"
+        ) from None
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if raw != opcert.operational_key:
         raise VerificationFailed("peer's TLS key is not the one its operational certificate names")

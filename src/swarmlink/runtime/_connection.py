@@ -122,7 +122,9 @@ class PeerConnection(asyncio.Protocol):
                 extra={"address": self.address, "code": exc.code.name, "reason": exc.reason},
             )
             self._fail_ready(exc)
-            self.session.close(exc.code, f"certificate rejected by {self.node.agent_id}: {exc.reason}")
+            self.session.close(
+                exc.code, f"certificate rejected by {self.node.agent_id}: {exc.reason}"
+            )
             self._flush()
             self._process_events()
             transport.close()
@@ -137,9 +139,7 @@ class PeerConnection(asyncio.Protocol):
         der = ssl_object.getpeercert(binary_form=True)
         if not der:
             raise VerificationFailed("peer presented no certificate")
-        return verify_peer_certificate(
-            der, now=time.time(), expected_agent_id=self.expected_agent
-        )
+        return verify_peer_certificate(der, now=time.time(), expected_agent_id=self.expected_agent)
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -161,7 +161,9 @@ class PeerConnection(asyncio.Protocol):
         if self.session is not None:
             self.session.connection_lost(self._loop.time())
             self._process_events()
-        self._finish(ErrorCode.NO_ERROR, "connection lost" if exc is None else f"connection lost: {exc}")
+        self._finish(
+            ErrorCode.NO_ERROR, "connection lost" if exc is None else f"connection lost: {exc}"
+        )
 
     def pause_writing(self) -> None:
         self._paused = True

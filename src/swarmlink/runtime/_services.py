@@ -14,8 +14,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +78,11 @@ def _check_port(port: int, what: str = "port") -> int:
     return port
 
 
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 def safe_file_name(name: str) -> str:
     """A peer-supplied file name reduced to a harmless base name."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -101,7 +104,9 @@ class Services:
         node.set_handler(FILE_PROTOCOL, self._serve_file)
         node.set_handler(TUNNEL_PROTOCOL, self._serve_tunnel)
         node.set_handler(BENCH_PROTOCOL, self._serve_bench)
-        for row in node.db.query("SELECT id, bind_host, local_port, agent_id, remote_port FROM forwards"):
+        for row in node.db.query(
+            "SELECT id, bind_host, local_port, agent_id, remote_port FROM forwards"
+        ):
             try:
                 await self._listen_forward(row[0], row[1], row[2], row[3], row[4])
             except NetworkError as exc:
@@ -152,7 +157,9 @@ class Services:
                             (time.time(), peer, seq),
                         )
                 except (RemoteError, TimeoutError) as exc:
-                    log.info("message delivery interrupted", extra={"peer": peer, "error": str(exc)})
+                    log.info(
+                        "message delivery interrupted", extra={"peer": peer, "error": str(exc)}
+                    )
                     stream.reset()
                     return
                 if len(rows) < MSG_BATCH:
@@ -253,7 +260,7 @@ class Services:
         error = None
         if size > node.config.max_file_size:
             error = f"file of {size} bytes exceeds the limit of {node.config.max_file_size}"
-        elif shutil.disk_usage(directory).free < size + 64 * 1024 * 1024:
+        elif _free_bytes(directory) < size + 64 * 1024 * 1024:
             error = "not enough disk space"
         if error is not None:
             stream.write_record({"ok": False, "error": error})
@@ -295,7 +302,9 @@ class Services:
             (stream.peer, safe, str(final), size, actual, time.time()),
         )
         node.publish(
-            ev.FileReceived(sender=stream.peer, name=safe, path=str(final), size=size, sha256=actual)
+            ev.FileReceived(
+                sender=stream.peer, name=safe, path=str(final), size=size, sha256=actual
+            )
         )
         stream.write_record({"ok": True, "sha256": actual})
         stream.write_eof()
@@ -335,9 +344,13 @@ class Services:
 
     def _find_exposure(self, target: object) -> tuple[int, list[str]] | None:
         if isinstance(target, int):
-            row = self.node.db.query_one("SELECT port, allow FROM exposures WHERE port = ?", (target,))
+            row = self.node.db.query_one(
+                "SELECT port, allow FROM exposures WHERE port = ?", (target,)
+            )
         elif isinstance(target, str):
-            row = self.node.db.query_one("SELECT port, allow FROM exposures WHERE name = ?", (target,))
+            row = self.node.db.query_one(
+                "SELECT port, allow FROM exposures WHERE name = ?", (target,)
+            )
         else:
             return None
         return None if row is None else (int(row[0]), list(json.loads(row[1])))
@@ -388,7 +401,11 @@ class Services:
             raise
         db.execute("UPDATE forwards SET local_port = ? WHERE id = ?", (port, forward_id))
         return Forward(
-            id=forward_id, bind_host=bind_host, local_port=port, agent_id=peer, remote_port=remote_port
+            id=forward_id,
+            bind_host=bind_host,
+            local_port=port,
+            agent_id=peer,
+            remote_port=remote_port,
         )
 
     async def _listen_forward(
@@ -469,7 +486,7 @@ class Services:
             bytes=size,
             seconds=seconds,
             throughput_mib_s=size / seconds / 1024**2,
-            rtt_p50_ms=statistics.median(rtts) if rtts else 0.0,
+            rtt_p50_ms=rtts[len(rtts) // 2] if rtts else 0.0,
             rtt_p99_ms=rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))] if rtts else 0.0,
         )
 

@@ -39,7 +39,9 @@ class TrustService:
                 self.node.publish(ev.TrustRequested(agent_id=event.agent_id, reason=event.reason))
             elif isinstance(event, trust_events.TrustEstablished):
                 self.node.publish(ev.TrustEstablished(agent_id=event.agent_id))
-                self.node.spawn(self.node._deliver_messages(event.agent_id), name="deliver-messages")
+                self.node.spawn(
+                    self.node._deliver_messages(event.agent_id), name="deliver-messages"
+                )
             elif isinstance(event, trust_events.TrustRejected):
                 self.node.publish(ev.TrustRejected(agent_id=event.agent_id, reason=event.reason))
             elif isinstance(event, trust_events.TrustRevoked):
@@ -86,7 +88,9 @@ class TrustService:
                     reply = await asyncio.wait_for(stream.read_record(), TRUST_REPLY_TIMEOUT)
                     self.node.trust.mark_delivered(outbox_id)
                     if not (isinstance(reply, dict) and reply.get("ok") is True):
-                        log.warning("peer refused trust message", extra={"peer": peer, "reply": repr(reply)})
+                        log.warning(
+                            "peer refused trust message", extra={"peer": peer, "reply": repr(reply)}
+                        )
             except (RemoteError, TimeoutError) as exc:
                 log.info("trust delivery interrupted", extra={"peer": peer, "error": str(exc)})
                 stream.reset()

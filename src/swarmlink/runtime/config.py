@@ -48,7 +48,9 @@ def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, 
         try:
             port = int(port_text)
         except ValueError:
-            raise InvalidArgument(f"bad address {text!r}: port {port_text!r} is not a number") from None
+            raise InvalidArgument(
+                f"bad address {text!r}: port {port_text!r} is not a number"
+            ) from None
     if not 0 <= port <= 65535:
         raise InvalidArgument(f"bad address {text!r}: port must be 0-65535")
     return (host or "0.0.0.0", port)

@@ -32,12 +32,11 @@ from ..identity import KeyStore, PeerIdentity, make_ssl_context, validate_agent_
 from ..session import SessionConfig
 from ..storage import Database
 from ..trust import TRUST_PROTOCOL, TrustBook
-from ..trust import events as trust_events
 from . import events as ev
 from ._connection import PeerConnection
 from ._services import Services
-from ._trustsvc import TrustService
 from ._stream import Stream
+from ._trustsvc import TrustService
 from .config import NodeConfig, parse_hostport
 from .model import (
     BenchResult,
@@ -143,7 +142,9 @@ class Node:
                     reuse_address=True,
                 )
             except OSError as exc:
-                raise NetworkError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+                raise NetworkError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                ) from exc
             self._servers.append(server)
 
     @property
@@ -267,7 +268,9 @@ class Node:
             self._conns[peer] = conn
             conn.ready.set_result(conn)
         self._remember_peer(conn)
-        self.publish(ev.PeerConnected(agent_id=peer, address=conn.address, direction=conn.direction))
+        self.publish(
+            ev.PeerConnected(agent_id=peer, address=conn.address, direction=conn.direction)
+        )
         self.spawn(self._deliver_all(peer), name=f"deliver:{peer[:12]}")
 
     def _on_connection_closed(self, conn: PeerConnection) -> None:
@@ -433,7 +436,9 @@ class Node:
                 f"agent {self.agent_id[:12]} does not trust you; ask first with "
                 f"`swarmlink trust request {self.agent_id}`",
             )
-            log.info("refused stream from untrusted peer", extra={"peer": peer, "protocol": protocol})
+            log.info(
+                "refused stream from untrusted peer", extra={"peer": peer, "protocol": protocol}
+            )
             return
         handler = self._handlers.get(protocol)
         if handler is None:
@@ -456,7 +461,9 @@ class Node:
             )
             stream.reset(exc.code, exc.reason[:200])
         except SwarmlinkError as exc:
-            log.info("stream handler failed", extra={"protocol": stream.protocol, "error": str(exc)})
+            log.info(
+                "stream handler failed", extra={"protocol": stream.protocol, "error": str(exc)}
+            )
             stream.reset(ErrorCode.INTERNAL, str(exc)[:200])
         except Exception:
             log.exception("stream handler crashed", extra={"protocol": stream.protocol})
@@ -526,7 +533,9 @@ class Node:
         row = self.db.query_one(
             "SELECT delivered FROM outbox WHERE recipient = ? AND seq = ?", (peer, seq)
         )
-        return SendReceipt(recipient=peer, seq=seq, delivered=row is not None and row[0] is not None)
+        return SendReceipt(
+            recipient=peer, seq=seq, delivered=row is not None and row[0] is not None
+        )
 
     async def _deliver_messages(self, peer: str, *, dial: bool = False) -> None:
         await self.services.deliver_messages(peer, dial=dial)
@@ -544,9 +553,7 @@ class Node:
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
         return [
-            InboxMessage(
-                id=r[0], sender=r[1], seq=r[2], sent_at=r[3], received_at=r[4], text=r[5]
-            )
+            InboxMessage(id=r[0], sender=r[1], seq=r[2], sent_at=r[3], received_at=r[4], text=r[5])
             for r in self.db.query(sql, params)
         ]
 

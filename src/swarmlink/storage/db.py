@@ -116,6 +116,9 @@ class Database:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        if str(path) != ":memory:" and not self.path.exists():
+            # Private from the first byte; SQLite gives -wal/-shm the same mode.
+            self.path.touch(mode=0o600)
         try:
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False

@@ -181,7 +181,9 @@ class TrustBook:
         self.db.execute("DELETE FROM trust_outbox WHERE id = ?", (outbox_id,))
 
     def has_outgoing(self, peer: str) -> bool:
-        return self.db.query_one("SELECT 1 FROM trust_outbox WHERE agent_id = ?", (peer,)) is not None
+        return (
+            self.db.query_one("SELECT 1 FROM trust_outbox WHERE agent_id = ?", (peer,)) is not None
+        )
 
     # ---- receiving ----------------------------------------------------------------------
 

@@ -74,7 +74,9 @@ def seal(identity: IdentityKey, msg: TrustMessage) -> bytes:
     if msg.sender != identity.agent_id:
         raise SwarmlinkError("a trust message must be sent by the signing identity")
     body = msg.body()
-    return cbor.encode({"b": body, "k": identity.public_key, "s": identity.sign(TRUST_DOMAIN, body)})
+    return cbor.encode(
+        {"b": body, "k": identity.public_key, "s": identity.sign(TRUST_DOMAIN, body)}
+    )
 
 
 def _malformed(what: str) -> ProtocolViolation:
@@ -94,7 +96,15 @@ def open_envelope(data: bytes) -> TrustMessage:
     if not (isinstance(sig, bytes) and len(sig) == 64):
         raise _malformed("bad signature length")
     fields = cbor.decode(body, max_depth=2, max_items=16)
-    if not isinstance(fields, dict) or set(fields) != {"kind", "from", "to", "reason", "ts", "nonce", "ref"}:
+    if not isinstance(fields, dict) or set(fields) != {
+        "kind",
+        "from",
+        "to",
+        "reason",
+        "ts",
+        "nonce",
+        "ref",
+    }:
         raise _malformed("body has the wrong fields")
     try:
         kind = TrustKind(fields["kind"])
