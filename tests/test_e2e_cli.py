@@ -156,7 +156,8 @@ def test_identity_status_and_side_by_side_nodes(pair: tuple[Daemon, Daemon]) -> 
 
 def test_connect_refuses_wrong_key(pair: tuple[Daemon, Daemon]) -> None:
     a, b = pair
-    wrong = f"{a.agent_id[:-1]}{'a' if a.agent_id[-1] != 'a' else 'b'}@127.0.0.1:{b.port}"
+    # a's own ID at b's address: b cannot prove it holds a's key.
+    wrong = f"{a.agent_id}@127.0.0.1:{b.port}"
     proc = run(a.home, "connect", wrong, check=False)
     assert proc.returncode == 1
     assert "expected agent" in proc.stderr and "Traceback" not in proc.stderr
@@ -238,6 +239,7 @@ def test_tunnels_carry_http_grpc_and_ssh(pair: tuple[Daemon, Daemon], tmp_path: 
         assert body == {"path": "/hello?x=1", "agent": "b"}
     finally:
         http.shutdown()
+        http.server_close()
 
     _check_grpc(a, b)
     _check_ssh(a, b, tmp_path)
@@ -297,7 +299,8 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
         "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+    sshd_log = (d / "sshd.log").open("wb")
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=sshd_log)
     try:
         wait_for(lambda: _port_open(port), "sshd listening")
         run(b.home, "expose", str(port), "--name", "ssh")
@@ -328,6 +331,7 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        sshd_log.close()
 
 
 def _port_open(port: int) -> bool:

@@ -1,1 +1,12 @@
-"""swarmlink.cli."""
+"""The ``swarmlink`` command line (typer + rich). See docs/cli.md."""
+
+from __future__ import annotations
+
+from ._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``swarmlink`` script."""
+    app()

@@ -208,7 +208,7 @@ class Node:
     # ---- events -------------------------------------------------------------------------
 
     def publish(self, event: ev.NodeEvent) -> None:
-        log.info(event.type, extra=event.to_json())
+        log.info(event.type, extra={"event": event.to_json()})
         for queue in self._subscribers:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
