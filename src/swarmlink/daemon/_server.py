@@ -275,9 +275,11 @@ class ControlServer:
                         log.error("control request failed after its response began", exc_info=exc)
                     return False
                 status = error_status(exc)
-                log.info(
+                log.log(
+                    logging.ERROR if status >= 500 else logging.INFO,
                     "control request failed",
                     extra={"path": request.path, "status": status, "error": str(exc)},
+                    exc_info=exc if status >= 500 else None,
                 )
                 await http.respond_json(
                     status, error_body(exc, where=f"{request.method} {request.path}")

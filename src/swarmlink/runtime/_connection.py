@@ -127,7 +127,7 @@ class PeerConnection(asyncio.Protocol):
             )
             self._flush()
             self._process_events()
-            transport.close()
+            self._close_transport()
             return
         self._flush()
         self._process_events()
@@ -247,8 +247,7 @@ class PeerConnection(asyncio.Protocol):
             self.session.close(code, reason)
             self._process_events()
             self._flush()
-        if self.transport is not None:
-            self.transport.close()
+        self._close_transport()
 
     # ---- events ---------------------------------------------------------------------
 
@@ -293,9 +292,15 @@ class PeerConnection(asyncio.Protocol):
                 if event.by_peer:
                     reason = f"closed by peer: {reason}" if reason else "closed by peer"
                 self._finish(event.code, reason)
-                if self.transport is not None:
-                    self._flush()
-                    self.transport.close()
+                self._flush()
+                self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close two loop turns from now: a dialer's ``create_connection`` resumes one turn
+        after ``connection_made`` and still reads the transport (in debug mode)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._loop.call_soon(self._loop.call_soon, transport.close)
 
     def _fail_ready(self, exc: BaseException) -> None:
         if not self.ready.done():
