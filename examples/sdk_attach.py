@@ -7,9 +7,11 @@ Usage: python examples/sdk_attach.py HOME_A HOME_B
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 from swarmlink import Client
+from swarmlink.client import ClientStream
 
 
 async def main(home_a: str, home_b: str) -> None:
@@ -17,14 +19,15 @@ async def main(home_a: str, home_b: str) -> None:
         me, peer = await a.status(), await b.status()
         print(f"A is {me.agent_id[:12]}…, B is {peer.agent_id[:12]}…")
 
-        async def upper(stream) -> None:  # type: ignore[no-untyped-def]
+        async def upper(stream: ClientStream) -> None:
             while data := await stream.read():
                 stream.write(data.upper())
                 await stream.drain()
             stream.write_eof()
 
-        serving = asyncio.create_task(b.handle("/example/upper/1", upper))
-        await asyncio.sleep(0.2)  # let the registration reach the daemon
+        ready = asyncio.Event()
+        serving = asyncio.create_task(b.handle("/example/upper/1", upper, ready=ready))
+        await ready.wait()  # the daemon has registered the handler
         stream = await a.open_stream(peer.agent_id, "/example/upper/1")
         stream.write(b"hello through two daemons")
         stream.write_eof()
@@ -36,6 +39,8 @@ async def main(home_a: str, home_b: str) -> None:
         print("message delivered:", receipt.delivered)
         print("B inbox:", [m.text for m in await b.inbox()])
         serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
 
 
 if __name__ == "__main__":

@@ -211,6 +211,22 @@ def test_trust_messages_files_and_restart_after_kill9(
     wait_for(lambda: not run_json(a.home, "trust", "list"), "revocation reaches a")
 
 
+def test_sdk_attach_example_drives_two_daemons(pair: tuple[Daemon, Daemon]) -> None:
+    a, b = pair
+    establish_trust(a, b)
+    example = Path(__file__).resolve().parent.parent / "examples" / "sdk_attach.py"
+    out = subprocess.run(
+        [sys.executable, str(example), str(a.home), str(b.home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "reply: HELLO THROUGH TWO DAEMONS" in out.stdout
+    assert "message delivered: True" in out.stdout
+    assert "hello from the SDK" in out.stdout
+
+
 class _Hello(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = json.dumps({"path": self.path, "agent": "b"}).encode()

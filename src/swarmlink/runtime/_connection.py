@@ -114,6 +114,7 @@ class PeerConnection(asyncio.Protocol):
         self.last_activity = now
         self.session = Session(is_client=self.outbound, config=self._session_config, now=now)
         try:
+            self.node._admit(self)
             self.identity = self._verify_peer(transport)
             self.node._check_peer_certificate(self.identity)
         except RemoteError as exc:
@@ -155,6 +156,7 @@ class PeerConnection(asyncio.Protocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.node._release(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -25,6 +25,7 @@ from ..errors import (
     NotFound,
     RemoteError,
     StateError,
+    StreamRefused,
     SwarmlinkError,
     VerificationFailed,
 )
@@ -65,6 +66,10 @@ SIMULTANEOUS_DIAL_WINDOW = 2.0
 MAX_SUBSCRIBER_BACKLOG = 1024
 #: Addresses remembered per peer.
 MAX_PEER_ADDRESSES = 8
+#: Concurrent streams a peer may open on one session (each may buffer up to one window).
+MAX_STREAMS_PER_PEER = 256
+#: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
+MAX_CONNECTIONS = 1024
 
 
 class Node:
@@ -91,11 +96,14 @@ class Node:
         self._server_ctx = make_ssl_context(server=True, cert_file=cert_file, key_file=key_file)
         self._client_ctx = make_ssl_context(server=False, cert_file=cert_file, key_file=key_file)
         self._session_config = SessionConfig(
-            user_agent=config.user_agent, idle_timeout=config.idle_timeout
+            user_agent=config.user_agent,
+            idle_timeout=config.idle_timeout,
+            max_inbound_streams=MAX_STREAMS_PER_PEER,
         )
         self._servers: list[asyncio.Server] = []
         self._conns: dict[str, PeerConnection] = {}
         self._all_conns: set[PeerConnection] = set()
+        self._live_conns: set[PeerConnection] = set()
         self._dialing: dict[str, asyncio.Future[PeerConnection]] = {}
         self._handlers: dict[str, Handler] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -224,6 +232,18 @@ class Node:
         return EventSubscription(self._subscribers)
 
     # ---- connections --------------------------------------------------------------------
+
+    def _admit(self, conn: PeerConnection) -> None:
+        """A TLS session started: count it, refusing past :data:`MAX_CONNECTIONS`."""
+        if len(self._live_conns) >= MAX_CONNECTIONS or self._closing:
+            raise StreamRefused(
+                f"node {self.agent_id[:12]} carries {len(self._live_conns)} sessions already",
+                ErrorCode.REFUSED,
+            )
+        self._live_conns.add(conn)
+
+    def _release(self, conn: PeerConnection) -> None:
+        self._live_conns.discard(conn)
 
     def _check_peer_certificate(self, identity: PeerIdentity) -> None:
         """Called for every new connection once the TLS certificate verified."""
