@@ -76,8 +76,8 @@ async def _demo(console: Console, workdir: Path) -> None:
         alice, bob, carol = nodes["alice"], nodes["bob"], nodes["carol"]
         table = Table(title="Three agents, each with a self-certifying identity")
         table.add_column("agent")
-        table.add_column("agent ID (hash of its Ed25519 key)")
-        table.add_column("virtual IPv6 address")
+        table.add_column("agent ID (hash of its Ed25519 key)", overflow="fold")
+        table.add_column("virtual IPv6 address", overflow="fold")
         table.add_column("listening on")
         for name, node in nodes.items():
             table.add_row(
