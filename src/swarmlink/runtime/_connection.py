@@ -43,6 +43,27 @@ log = logging.getLogger("swarmlink.connection")
 #: A stream counts as congested (``drain`` waits) above this many queued bytes.
 HIGH_WATER = 256 * 1024
 
+#: asyncio's TLS transport (CPython 3.11) preallocates a 256 KiB socket read buffer per
+#: connection (``SSLProtocol.max_size``): 25 MiB for 100 idle peers. Each connection starts
+#: with :data:`SSL_IDLE_BUFFER` and gets :data:`SSL_BULK_BUFFER` back once it carries bulk
+#: data (big reads are what make TLS fast in Python). Best effort: other Pythons that lack
+#: these attributes keep their own behaviour.
+SSL_IDLE_BUFFER = 32 * 1024
+SSL_BULK_BUFFER = 256 * 1024
+
+
+def _ssl_protocol(transport: asyncio.BaseTransport) -> Any:
+    proto = getattr(transport, "_ssl_protocol", None)
+    if proto is None or not hasattr(proto, "max_size") or not hasattr(proto, "_ssl_buffer"):
+        return None
+    return proto
+
+
+def _set_ssl_buffer(proto: Any, size: int) -> None:
+    proto.max_size = size
+    proto._ssl_buffer = bytearray(size)
+    proto._ssl_buffer_view = memoryview(proto._ssl_buffer)
+
 
 def error_for_code(code: ErrorCode, reason: str) -> RemoteError:
     """The exception that best describes a session ended with ``code``."""
@@ -72,6 +93,7 @@ class PeerConnection(asyncio.Protocol):
         self._session_config = session_config
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        self._ssl_proto: Any = None
         self.session: Session | None = None
         self.identity: PeerIdentity | None = None
         self.address = ""
@@ -106,6 +128,9 @@ class PeerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._ssl_proto = _ssl_protocol(transport)
+        if self._ssl_proto is not None:
+            _set_ssl_buffer(self._ssl_proto, SSL_IDLE_BUFFER)
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
             host = peername[0]
@@ -146,6 +171,9 @@ class PeerConnection(asyncio.Protocol):
         session = self.session
         if session is None:
             return
+        if len(data) >= SSL_IDLE_BUFFER // 2 and self._ssl_proto is not None:
+            _set_ssl_buffer(self._ssl_proto, SSL_BULK_BUFFER)  # bulk traffic: read big
+            self._ssl_proto = None
         now = self._loop.time()
         self.last_activity = now
         session.receive_data(data, now)

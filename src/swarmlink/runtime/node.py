@@ -99,6 +99,7 @@ class Node:
             user_agent=config.user_agent,
             idle_timeout=config.idle_timeout,
             max_inbound_streams=MAX_STREAMS_PER_PEER,
+            max_send_frame=256 * 1024,
         )
         self._servers: list[asyncio.Server] = []
         self._conns: dict[str, PeerConnection] = {}
