@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +41,21 @@ trust_app = typer.Typer(
 key_app = typer.Typer(help="Operational key management.", no_args_is_help=True)
 app.add_typer(trust_app, name="trust")
 app.add_typer(key_app, name="key")
+
+
+def _listing(items: Sequence[Any], json_out: bool, empty: str) -> bool:
+    """Print ``items`` as JSON, or ``empty`` when there are none.
+
+    True when that was all there is to print (the caller prints rows otherwise).
+    """
+    if json_out:
+        emit_json([i.to_json() if hasattr(i, "to_json") else i for i in items])
+        return True
+    if not items:
+        console.print(empty)
+        return True
+    return False
+
 
 Agent = Annotated[str, typer.Argument(help="Agent ID (52 characters).", callback=agent_arg)]
 Json = Annotated[bool, JSON_OPTION]
@@ -173,11 +189,7 @@ def version() -> None:
 def peers(json_out: Json = False) -> None:
     """List connected, trusted and remembered peers."""
     items = client_call(lambda c: c.peers())
-    if json_out:
-        emit_json([p.to_json() for p in items])
-        return
-    if not items:
-        console.print("no peers yet: connect with `swarmlink connect AGENT@HOST:PORT`")
+    if _listing(items, json_out, "no peers yet: connect with `swarmlink connect AGENT@HOST:PORT`"):
         return
     table = Table()
     for col in ("agent", "address", "state", "trusted", "path", "rtt", "streams"):
@@ -381,11 +393,7 @@ def send_file(
 def files(json_out: Json = False) -> None:
     """List files received from peers."""
     items = client_call(lambda c: c.files())
-    if json_out:
-        emit_json(items)
-        return
-    if not items:
-        console.print("no files received")
+    if _listing(items, json_out, "no files received"):
         return
     table = Table()
     for col in ("id", "from", "name", "size", "received", "path"):
@@ -436,11 +444,8 @@ def unexpose(port: Annotated[int, typer.Argument(min=1, max=65535)]) -> None:
 def exposures(json_out: Json = False) -> None:
     """List exposed services."""
     items = client_call(lambda c: c.exposures())
-    if json_out:
-        emit_json([e.to_json() for e in items])
+    if _listing(items, json_out, "nothing exposed"):
         return
-    if not items:
-        console.print("nothing exposed")
     for e in items:
         who = ", ".join(short(a) for a in e.allow) if e.allow else "trusted agents"
         console.print(f"{e.port}{f' ({e.name})' if e.name else ''}: {who}")
@@ -497,11 +502,8 @@ def unforward(
 def forwards(json_out: Json = False) -> None:
     """List port forwards."""
     items = client_call(lambda c: c.forwards())
-    if json_out:
-        emit_json([f.to_json() for f in items])
+    if _listing(items, json_out, "no forwards"):
         return
-    if not items:
-        console.print("no forwards")
     for f in items:
         console.print(f"#{f.id} {f.bind_host}:{f.local_port} → {short(f.agent_id)}:{f.remote_port}")
 
@@ -603,11 +605,8 @@ def trust_revoke(agent: Agent, json_out: Json = False) -> None:
 def trust_pending(json_out: Json = False) -> None:
     """List trust requests waiting for an answer (theirs and ours)."""
     items = client_call(lambda c: c.trust_pending())
-    if json_out:
-        emit_json([p.to_json() for p in items])
+    if _listing(items, json_out, "no pending trust requests"):
         return
-    if not items:
-        console.print("no pending trust requests")
     for p in items:
         arrow = "from" if p.direction == "in" else "to"
         reason = f' — "{p.reason}"' if p.reason else ""
@@ -618,11 +617,8 @@ def trust_pending(json_out: Json = False) -> None:
 def trust_list(json_out: Json = False) -> None:
     """List trusted agents."""
     items = client_call(lambda c: c.trust_list())
-    if json_out:
-        emit_json([t.to_json() for t in items])
+    if _listing(items, json_out, "no trusted agents"):
         return
-    if not items:
-        console.print("no trusted agents")
     for t in items:
         console.print(f"{t.agent_id}  since {fmt_time(t.since)}")
 
