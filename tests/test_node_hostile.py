@@ -13,7 +13,7 @@ from helpers import make_trusted, running_nodes, target, wait_until
 
 from swarmlink.errors import CertificateExpired, ErrorCode, VerificationFailed
 from swarmlink.identity import KeyStore, make_ssl_context
-from swarmlink.runtime import Node
+from swarmlink.runtime import Node, NodeConfig
 from swarmlink.wire import cbor
 from swarmlink.wire.framing import FrameDecoder, FrameType, encode_frame
 from swarmlink.wire.version import Hello
@@ -207,3 +207,47 @@ async def test_unknown_protocol_and_handler_crash(tmp_path: Path) -> None:
         with pytest.raises(VerificationFailed):
             await a.connect(f"{a.agent_id}@127.0.0.1:{a.listen_port}")
         await wait_until(lambda: True)
+
+
+async def test_trust_protocol_is_rate_limited_per_peer(tmp_path: Path) -> None:
+    from swarmlink.runtime._trustsvc import MAX_TRUST_MESSAGES_PER_MINUTE
+
+    async with running_nodes(tmp_path, "a", "b", "c") as (a, b, c):
+        await a.connect(target(b))
+        stream = await a.open_stream(b.agent_id, "/swarmlink/trust/1")
+        garbage = os.urandom(64)  # cheap to send, but each one costs the receiver a check
+        total = MAX_TRUST_MESSAGES_PER_MINUTE + 10
+        for _ in range(total):
+            stream.write_record(garbage)
+        stream.write_eof()
+        codes = []
+        for _ in range(total):
+            reply = await stream.read_record()
+            assert isinstance(reply, dict) and reply["ok"] is False
+            codes.append(reply["code"])
+        assert codes.count(ErrorCode.RATE_LIMITED) >= 10
+        # Another peer is unaffected.
+        await c.connect(target(b))
+        await c.request_trust(b.agent_id, "hello")
+        await wait_until(lambda: b.pending_trust(), "c's request")
+
+
+async def test_owed_messages_are_pushed_after_a_restart(tmp_path: Path) -> None:
+    """b owes a a message; b restarts; b dials a by itself and delivers it."""
+    cfg = {n: NodeConfig(home=tmp_path / n, listen=(("127.0.0.1", 0),)) for n in "ab"}
+    a = await Node.start(cfg["a"])
+    b = await Node.start(cfg["b"])
+    a_port = a.listen_port
+    try:
+        await make_trusted(a, b)
+        await b.connect(target(a))  # b remembers a's address
+        await a.close()
+        receipt = await b.send_message(a.agent_id, "owed")
+        assert not receipt.delivered
+        await b.close()
+        a = await Node.start(NodeConfig(home=tmp_path / "a", listen=(("127.0.0.1", a_port),)))
+        b = await Node.start(cfg["b"])
+        await wait_until(lambda: [m.text for m in a.inbox()] == ["owed"], "redelivery")
+    finally:
+        await a.close()
+        await b.close()

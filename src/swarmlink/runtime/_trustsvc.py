@@ -25,6 +25,11 @@ log = logging.getLogger("swarmlink.trust")
 
 #: Seconds to wait for the peer to acknowledge a trust message.
 TRUST_REPLY_TIMEOUT = 30.0
+#: Trust messages one peer may send us per minute (any agent may open the trust protocol,
+#: and each accepted message costs a database write); more are refused RATE_LIMITED.
+MAX_TRUST_MESSAGES_PER_MINUTE = 30
+#: Refusals worth retrying on the next delivery (clock skew, our rate limit).
+_RETRYABLE = frozenset({int(ErrorCode.STALE), int(ErrorCode.RATE_LIMITED)})
 
 
 class TrustService:
@@ -32,6 +37,20 @@ class TrustService:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._budget: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
+
+    def _allow(self, peer: str, now: float) -> bool:
+        """Token bucket: MAX_TRUST_MESSAGES_PER_MINUTE per peer, bursts up to that many."""
+        rate = MAX_TRUST_MESSAGES_PER_MINUTE / 60.0
+        tokens, last = self._budget.get(peer, (float(MAX_TRUST_MESSAGES_PER_MINUTE), now))
+        tokens = min(float(MAX_TRUST_MESSAGES_PER_MINUTE), tokens + (now - last) * rate)
+        if len(self._budget) > 4096:  # forget idle peers (their buckets are full anyway)
+            self._budget.clear()
+        if tokens < 1.0:
+            self._budget[peer] = (tokens, now)
+            return False
+        self._budget[peer] = (tokens - 1.0, now)
+        return True
 
     def publish_events(self, events: Sequence[object]) -> None:
         for event in events:
@@ -86,11 +105,16 @@ class TrustService:
                 stream.write_eof()
                 for outbox_id, _ in items:
                     reply = await asyncio.wait_for(stream.read_record(), TRUST_REPLY_TIMEOUT)
-                    self.node.trust.mark_delivered(outbox_id)
-                    if not (isinstance(reply, dict) and reply.get("ok") is True):
-                        log.warning(
-                            "peer refused trust message", extra={"peer": peer, "reply": repr(reply)}
-                        )
+                    if isinstance(reply, dict) and reply.get("ok") is True:
+                        self.node.trust.mark_delivered(outbox_id)
+                        continue
+                    code = reply.get("code") if isinstance(reply, dict) else None
+                    log.warning(
+                        "peer refused trust message", extra={"peer": peer, "reply": repr(reply)}
+                    )
+                    if code not in _RETRYABLE:
+                        # A permanent refusal: retrying the same message cannot help.
+                        self.node.trust.mark_delivered(outbox_id)
             except (RemoteError, TimeoutError) as exc:
                 log.info("trust delivery interrupted", extra={"peer": peer, "error": str(exc)})
                 stream.reset()
@@ -107,6 +131,12 @@ class TrustService:
                     "ok": False,
                     "code": int(ErrorCode.MALFORMED),
                     "error": "a trust record must be a signed envelope (bytes)",
+                }
+            elif not self._allow(peer, time.monotonic()):
+                reply = {
+                    "ok": False,
+                    "code": int(ErrorCode.RATE_LIMITED),
+                    "error": f"more than {MAX_TRUST_MESSAGES_PER_MINUTE} trust messages a minute",
                 }
             else:
                 try:

@@ -125,6 +125,7 @@ class Node:
         except BaseException:
             await node.close()
             raise
+        node._resume_deliveries()
         log.info(
             "node started",
             extra={"agent_id": node.agent_id, "listen": list(node.listen_addresses)},
@@ -192,6 +193,21 @@ class Node:
                 queue.put_nowait(_CLOSED)
         self.db.close()
         log.info("node stopped", extra={"agent_id": self.agent_id})
+
+    def _resume_deliveries(self) -> None:
+        """After a restart, push what we still owe peers (trust answers, messages)."""
+        peers = set(self.trust.outbox_peers())
+        peers |= {
+            r[0]
+            for r in self.db.query("SELECT DISTINCT recipient FROM outbox WHERE delivered IS NULL")
+        }
+        for peer in peers:
+            if self._known_addresses(peer):
+                self.spawn(self._resume(peer), name=f"resume:{peer[:12]}")
+
+    async def _resume(self, peer: str) -> None:
+        await self._trustsvc.deliver(peer, dial=True)
+        await self._deliver_messages(peer, dial=True)
 
     def spawn(self, coro: Awaitable[Any], *, name: str | None = None) -> asyncio.Task[Any]:
         """Run a background task owned by the node (cancelled on close, errors logged)."""
