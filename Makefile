@@ -44,7 +44,7 @@ unit: $(TSTAMP)
 test: sysdeps lint typecheck unit
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	@$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
