@@ -32,8 +32,8 @@ sysdeps:
 	fi
 
 lint: $(TSTAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 typecheck: $(TSTAMP)
 	$(BIN)/mypy --strict src
