@@ -13,7 +13,7 @@ from helpers import make_trusted, running_nodes, target, wait_until
 
 from swarmlink.errors import CertificateExpired, ErrorCode, VerificationFailed
 from swarmlink.identity import KeyStore, make_ssl_context
-from swarmlink.runtime import Node, NodeConfig
+from swarmlink.runtime import Node, NodeConfig, Stream
 from swarmlink.wire import cbor
 from swarmlink.wire.framing import FrameDecoder, FrameType, encode_frame
 from swarmlink.wire.version import Hello
@@ -251,3 +251,34 @@ async def test_owed_messages_are_pushed_after_a_restart(tmp_path: Path) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_handler_that_never_reads_cannot_exhaust_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarmlink.runtime import _connection
+
+    monkeypatch.setattr(_connection, "MAX_SESSION_UNREAD", 3 * 1024 * 1024)
+    async with running_nodes(tmp_path, "a", "b") as (a, b):
+        parked: list[Stream] = []
+        never_read = asyncio.Event()
+
+        async def lazy(stream: Stream) -> None:
+            parked.append(stream)
+            await never_read.wait()
+
+        b.set_handler("/test/lazy/1", lazy)
+        await make_trusted(a, b)
+        streams = [await a.open_stream(b.agent_id, "/test/lazy/1") for _ in range(6)]
+        for stream in streams:
+            stream.write(os.urandom(900 * 1024))  # within each stream's 1 MiB window
+        await wait_until(
+            lambda: any(s.error is not None for s in streams), "a stream to be shed"
+        )
+        errors = [s.error for s in streams if s.error is not None]
+        assert errors and all(e.code == ErrorCode.FLOW_CONTROL for e in errors)
+        conn = b.connected(a.agent_id)
+        assert conn is not None
+        assert sum(s.unread for s in conn.streams.values()) <= 3 * 1024 * 1024
+        never_read.set()
+        await assert_still_serving(a, b)

@@ -43,6 +43,11 @@ log = logging.getLogger("swarmlink.connection")
 #: A stream counts as congested (``drain`` waits) above this many queued bytes.
 HIGH_WATER = 256 * 1024
 
+#: Bytes a session may hold received-but-unread across all its streams. Flow control bounds
+#: each stream by its window; this bounds their sum (a handler that never reads cannot make
+#: a peer park 256 windows here). Past it, the stream holding the most is reset.
+MAX_SESSION_UNREAD = 64 * 1024 * 1024
+
 #: asyncio's TLS transport (CPython 3.11) preallocates a 256 KiB socket read buffer per
 #: connection (``SSLProtocol.max_size``): 25 MiB for 100 idle peers. Each connection starts
 #: with :data:`SSL_IDLE_BUFFER` and gets :data:`SSL_BULK_BUFFER` back once it carries bulk
@@ -109,6 +114,7 @@ class PeerConnection(asyncio.Protocol):
         self._timer_at: float | None = None
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._unread = 0
         self.close_code: ErrorCode | None = None
         self.close_reason = ""
 
@@ -219,6 +225,7 @@ class PeerConnection(asyncio.Protocol):
         self._flush()
 
     def acknowledge(self, stream_id: int, n: int) -> None:
+        self._unread = max(0, self._unread - n)
         if self.session is None or self.closed:
             return
         self.session.acknowledge_received(stream_id, n)
@@ -236,6 +243,20 @@ class PeerConnection(asyncio.Protocol):
             return True
         assert self.session is not None
         return self.session.buffered_amount(stream_id) > HIGH_WATER
+
+    def _shed_unread(self) -> None:
+        """Over :data:`MAX_SESSION_UNREAD`: reset the streams whose readers lag the most."""
+        # The running count is an upper bound (reset streams leave it); recount exactly.
+        self._unread = sum(st.unread for st in self.streams.values())
+        while self._unread > MAX_SESSION_UNREAD and self.streams:
+            victim = max(self.streams.values(), key=lambda st: st.unread)
+            self._unread -= victim.unread
+            log.warning(
+                "resetting a stream nobody reads",
+                extra={"peer": self.address, "protocol": victim.protocol, "unread": victim.unread},
+            )
+            victim.discard_unread()
+            victim.reset(ErrorCode.FLOW_CONTROL, "the receiving application is not reading")
 
     def add_drain_waiter(self, fut: asyncio.Future[None]) -> None:
         self._drain_waiters.append(fut)
@@ -289,6 +310,9 @@ class PeerConnection(asyncio.Protocol):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_data(event.data, event.end_stream)
+                    self._unread += len(event.data)
+                    if self._unread > MAX_SESSION_UNREAD:
+                        self._shed_unread()
             elif isinstance(event, StreamWritable):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:

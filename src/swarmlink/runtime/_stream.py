@@ -121,6 +121,15 @@ class Stream:
     # ---- reading --------------------------------------------------------------------
 
     @property
+    def unread(self) -> int:
+        """Bytes received and not read yet."""
+        return len(self._buffer)
+
+    def discard_unread(self) -> None:
+        """Drop received data nobody read (the session is shedding memory)."""
+        self._buffer.clear()
+
+    @property
     def error(self) -> RemoteError | None:
         return self._error
 
