@@ -30,6 +30,7 @@ PACKAGES = [
     "swarmlink.runtime",
     "swarmlink.daemon",
     "swarmlink.client",
+    "swarmlink.dht",
 ]
 
 
