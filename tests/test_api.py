@@ -31,6 +31,7 @@ PACKAGES = [
     "swarmlink.daemon",
     "swarmlink.client",
     "swarmlink.dht",
+    "swarmlink.sim",
 ]
 
 

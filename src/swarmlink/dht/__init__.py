@@ -39,6 +39,14 @@ from ._messages import (
     decode_request,
     decode_response,
 )
+from ._node import (
+    MAX_PROVIDER_KEYS,
+    MAX_REQUESTS_BURST,
+    MAX_REQUESTS_PER_SECOND,
+    PROVIDER_TTL,
+    DhtNode,
+    RecordStoreAPI,
+)
 from ._routing import BUCKET_REFRESH, MAX_FAILURES, REPLACEMENT_CACHE, Contact, K, RoutingTable
 
 __all__ = [
@@ -57,15 +65,21 @@ __all__ = [
     "MAX_ERROR_TEXT",
     "MAX_FAILURES",
     "MAX_PROVIDERS",
+    "MAX_PROVIDER_KEYS",
     "MAX_RECORD_BYTES",
+    "MAX_REQUESTS_BURST",
+    "MAX_REQUESTS_PER_SECOND",
+    "PROVIDER_TTL",
     "QUERY_TIMEOUT",
     "REPLACEMENT_CACHE",
     "Contact",
+    "DhtNode",
     "K",
     "Lookup",
     "LookupStats",
     "Peer",
     "Query",
+    "RecordStoreAPI",
     "Request",
     "Response",
     "RoutingTable",

@@ -13,6 +13,7 @@ bucket 0 is the far half of the keyspace, bucket 255 the single ID that differs 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from ..errors import InvalidArgument
@@ -37,11 +38,16 @@ ID_BITS = ID_BYTES * 8
 CAPABILITY_DOMAIN = b"swarmlink/capability/v1\0"
 #: Longest capability tag (characters).
 MAX_CAPABILITY_TAG = 64
+#: Agent IDs whose node IDs are kept decoded.
+NODE_ID_CACHE = 65536
+
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/")
 
 
+@functools.lru_cache(maxsize=NODE_ID_CACHE)
 def node_id(agent_id: str) -> bytes:
-    """The DHT node ID of an agent: the 32-byte digest its agent ID encodes."""
+    """The DHT node ID of an agent: the 32-byte digest its agent ID encodes (cached:
+    every contact in every response needs it, and base32 decoding is slow in Python)."""
     return agent_id_digest(agent_id)
 
 

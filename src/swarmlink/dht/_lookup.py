@@ -183,6 +183,11 @@ class Lookup(Generic[V]):
             if cand.state == "inflight" and cand.deadline <= now:
                 self._fail(cand)
 
+    def depth_of(self, agent_id: str) -> int | None:
+        """How many query rounds it took to learn ``agent_id`` (1 = a seed), if learned."""
+        cand = self._candidates.get(agent_id)
+        return None if cand is None else cand.depth
+
     def result(self) -> list[Peer]:
         """The k closest nodes that answered, closest first."""
         answered = [c for c in self._candidates.values() if c.state == "answered"]

@@ -23,8 +23,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
-from ..identity import agent_id_digest, validate_agent_id
-from ._ids import ID_BITS, ID_BYTES, bucket_index
+from ..identity import validate_agent_id
+from ._ids import ID_BITS, ID_BYTES, bucket_index, node_id
 from ._messages import MAX_ADDRESS_TEXT, MAX_CONTACT_ADDRESSES
 
 __all__ = [
@@ -61,7 +61,7 @@ class Contact:
     def __post_init__(self) -> None:
         if not isinstance(self.agent_id, str) or validate_agent_id(self.agent_id) != self.agent_id:
             raise InvalidArgument(f"contact agent ID {self.agent_id!r} is not normalised")
-        if self.node_id != agent_id_digest(self.agent_id):
+        if self.node_id != node_id(self.agent_id):
             raise InvalidArgument(f"node ID does not match agent ID {self.agent_id}")
         if not isinstance(self.addresses, tuple):
             raise InvalidArgument("contact addresses must be a tuple")
@@ -80,7 +80,7 @@ class Contact:
     def from_agent(cls, agent_id: str, addresses: Iterable[str] = ()) -> Contact:
         """The contact of ``agent_id`` (normalised) reachable at ``addresses``."""
         value = validate_agent_id(agent_id)
-        return cls(value, agent_id_digest(value), tuple(addresses))
+        return cls(value, node_id(value), tuple(addresses))
 
 
 class _Entry:
@@ -111,7 +111,7 @@ class RoutingTable:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"bucket size k must be a positive integer, got {k!r}")
         self.local_agent_id: str = validate_agent_id(local_agent_id)
-        self.local_id: bytes = agent_id_digest(self.local_agent_id)
+        self.local_id: bytes = node_id(self.local_agent_id)
         self.k: int = k
         self._local_int = int.from_bytes(self.local_id, "big")
         self._buckets = [_Bucket() for _ in range(ID_BITS)]
@@ -291,7 +291,7 @@ class RoutingTable:
         index = self._where.get(aid)
         if index is None:
             if aid != self.local_agent_id:
-                bucket = self._buckets[bucket_index(self.local_id, agent_id_digest(aid))]
+                bucket = self._buckets[bucket_index(self.local_id, node_id(aid))]
                 bucket.replacements.pop(aid, None)
             return False
         bucket = self._buckets[index]
@@ -314,7 +314,7 @@ class RoutingTable:
             return True
         if aid == self.local_agent_id:
             return False
-        bucket = self._buckets[bucket_index(self.local_id, agent_id_digest(aid))]
+        bucket = self._buckets[bucket_index(self.local_id, node_id(aid))]
         return bucket.replacements.pop(aid, None) is not None
 
     # -- internals -------------------------------------------------------------------------
