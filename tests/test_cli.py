@@ -84,3 +84,13 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
 def test_version(tmp_path: Path) -> None:
     code, output = invoke(tmp_path, "version")
     assert code == 0 and "swarmlink 0.1.0" in output
+
+
+def test_sim_dht_json(tmp_path: Path) -> None:
+    import json
+
+    result = runner.invoke(app, ["sim", "dht", "-n", "60", "-l", "20", "--seed", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["nodes"] == 60 and summary["seed"] == 5
+    assert summary["success_rate"] == 1.0

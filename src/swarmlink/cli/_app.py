@@ -39,6 +39,8 @@ trust_app = typer.Typer(
     help="Explicit mutual trust: request, approve, reject, revoke.", no_args_is_help=True
 )
 key_app = typer.Typer(help="Operational key management.", no_args_is_help=True)
+sim_app = typer.Typer(help="Deterministic simulations of the protocol cores.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
 app.add_typer(trust_app, name="trust")
 app.add_typer(key_app, name="key")
 
@@ -635,3 +637,38 @@ def key_rotate(json_out: Json = False) -> None:
         f"{fmt_time(info['operational_key_expires'])}; "
         f"agent ID unchanged ({short(info['agent_id'])})"
     )
+
+
+@sim_app.command("dht")
+def sim_dht(
+    nodes: Annotated[int, typer.Option("--nodes", "-n", min=2, max=100_000)] = 1000,
+    lookups: Annotated[int, typer.Option("--lookups", "-l", min=0, max=1_000_000)] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same run.")] = 1,
+    churn: Annotated[float, typer.Option("--churn", min=0.0, max=0.99)] = 0.0,
+    adversarial: Annotated[float, typer.Option("--adversarial", min=0.0, max=0.99)] = 0.0,
+    loss: Annotated[float, typer.Option("--loss", min=0.0, max=0.99)] = 0.0,
+    json_out: Json = False,
+) -> None:
+    """Simulate the DHT in virtual time: success rate, hops, latency, messages."""
+    from ..sim import SimConfig, run_simulation
+
+    cfg = SimConfig(
+        nodes=nodes, lookups=lookups, seed=seed, churn=churn, adversarial=adversarial, loss=loss
+    )
+    err = console.__class__(stderr=True)
+    err.print(f"[dim]seed {seed}: {nodes} nodes joining, then {lookups} lookups…[/dim]")
+
+    def progress(done: int, total: int) -> None:
+        if not json_out and (done == total or done % max(1, total // 4) == 0):
+            err.print(f"[dim]  {done}/{total} lookups[/dim]")
+
+    summary = run_simulation(cfg, progress=progress).summary()
+    if json_out:
+        emit_json(summary)
+        return
+    table = Table(title=f"DHT simulation (seed {seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)
