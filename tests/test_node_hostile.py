@@ -272,9 +272,7 @@ async def test_a_handler_that_never_reads_cannot_exhaust_memory(
         streams = [await a.open_stream(b.agent_id, "/test/lazy/1") for _ in range(6)]
         for stream in streams:
             stream.write(os.urandom(900 * 1024))  # within each stream's 1 MiB window
-        await wait_until(
-            lambda: any(s.error is not None for s in streams), "a stream to be shed"
-        )
+        await wait_until(lambda: any(s.error is not None for s in streams), "a stream to be shed")
         errors = [s.error for s in streams if s.error is not None]
         assert errors and all(e.code == ErrorCode.FLOW_CONTROL for e in errors)
         conn = b.connected(a.agent_id)
