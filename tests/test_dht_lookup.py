@@ -151,9 +151,13 @@ def test_unsolicited_and_late_answers_are_ignored() -> None:
     lookup.on_response("n1", [make_peer(99)], 0.0)  # not queried yet
     assert lookup.stats.responses == 0
     asked = lookup.next_queries(0.0)
-    lookup.handle_timer(10.0)  # all time out
+    assert lookup.handle_timer(10.0) == []  # first timeout: each is asked once more
+    again = lookup.next_queries(10.0)
+    assert {p.agent_id for p in again} == {p.agent_id for p in asked}
+    failed = lookup.handle_timer(20.0)  # second timeout: failed, reported to the caller
+    assert sorted(failed) == sorted(p.agent_id for p in asked)
     for peer in asked:
-        lookup.on_response(peer.agent_id, [make_peer(100)], 10.0)
+        lookup.on_response(peer.agent_id, [make_peer(100)], 20.0)
     assert lookup.stats.responses == 0 and lookup.stats.failures == len(asked)
     assert lookup.done and lookup.result() == []
 

@@ -23,7 +23,7 @@ def test_same_seed_same_run() -> None:
 
 @pytest.mark.parametrize(
     "kw,minimum",
-    [({}, 1.0), ({"churn": 0.3}, 1.0), ({"adversarial": 0.2}, 0.99)],
+    [({}, 1.0), ({"churn": 0.3}, 1.0), ({"adversarial": 0.2}, 0.99), ({"loss": 0.05}, 0.99)],
 )
 def test_lookups_find_live_targets(kw: dict[str, float], minimum: float) -> None:
     s = summary(**kw)

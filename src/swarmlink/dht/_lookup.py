@@ -28,6 +28,7 @@ __all__ = [
     "DISJOINT_PATHS",
     "LOOKUP_K",
     "MAX_CONTACTS_PER_RESPONSE",
+    "QUERY_ATTEMPTS",
     "QUERY_TIMEOUT",
     "Lookup",
     "LookupStats",
@@ -42,6 +43,8 @@ DISJOINT_PATHS = 3
 LOOKUP_K = 20
 #: Seconds a query may stay unanswered before it counts as failed.
 QUERY_TIMEOUT = 2.0
+#: Times a node is asked before a timeout counts as a failure (datagram-style loss).
+QUERY_ATTEMPTS = 2
 #: Contacts taken from one response (the rest are ignored: untrusted input).
 MAX_CONTACTS_PER_RESPONSE = 20
 
@@ -75,6 +78,7 @@ class _Candidate:
     depth: int
     state: str = "new"  # new → inflight → answered | failed
     deadline: float = 0.0
+    attempts: int = 0
 
 
 @dataclass
@@ -168,6 +172,7 @@ class Lookup(Generic[V]):
                 if cand.state != "new":
                     continue
                 cand.state = "inflight"
+                cand.attempts += 1
                 cand.deadline = now + self.timeout
                 path.inflight += 1
                 self.stats.queries += 1
@@ -178,10 +183,22 @@ class Lookup(Generic[V]):
         deadlines = [c.deadline for c in self._candidates.values() if c.state == "inflight"]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> list[str]:
+        """Expire overdue queries: each is asked again up to :data:`QUERY_ATTEMPTS` times,
+        then counts as failed. Returns the agents that failed now (to tell the routing
+        table)."""
+        failed = []
         for cand in list(self._candidates.values()):
             if cand.state == "inflight" and cand.deadline <= now:
-                self._fail(cand)
+                if cand.attempts < QUERY_ATTEMPTS:
+                    path = self._paths[cand.path]
+                    path.inflight -= 1
+                    cand.state = "new"
+                    heapq.heappush(path.heap, (cand.distance, cand.peer.agent_id))
+                else:
+                    self._fail(cand)
+                    failed.append(cand.peer.agent_id)
+        return failed
 
     def depth_of(self, agent_id: str) -> int | None:
         """How many query rounds it took to learn ``agent_id`` (1 = a seed), if learned."""

@@ -161,7 +161,8 @@ class _World:
                 node.observe(peer_id, self.address[peer_id], now)
             elif timer is not None:
                 now = timer
-                lookup.handle_timer(now)
+                for dead in lookup.handle_timer(now):
+                    node.table.failed(dead, now)
             else:
                 break
         self.clock = now
