@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..errors import ErrorCode, RemoteError
 from ._ids import capability_key, node_id
-from ._lookup import Lookup, Peer
+from ._lookup import DISJOINT_PATHS, Lookup, Peer
 from ._messages import MAX_CONTACTS, MAX_PROVIDERS, Query, Request, Response, WireContact
 from ._routing import Contact, K, RoutingTable
 
@@ -69,9 +69,25 @@ class DhtNode:
         stale = self.table.observe(Contact.from_agent(agent_id, tuple(addresses)), now)
         return None if stale is None else stale.agent_id
 
-    def new_lookup(self, target: bytes, now: float, *, find_value: bool = False) -> Lookup[bytes]:
+    def new_lookup(
+        self,
+        target: bytes,
+        now: float,
+        *,
+        find_value: bool = False,
+        paths: int = DISJOINT_PATHS,
+    ) -> Lookup[bytes]:
+        """A lookup seeded from our table (``paths=1`` for cheap table maintenance, such as
+        the self-lookup on joining; disjoint paths where an eclipse would matter)."""
         seeds = [Peer(c.agent_id, c.node_id) for c in self.table.closest(target, self.k)]
-        return Lookup(target, seeds, local_agent_id=self.agent_id, now=now, find_value=find_value)
+        return Lookup(
+            target,
+            seeds,
+            local_agent_id=self.agent_id,
+            now=now,
+            find_value=find_value,
+            paths=paths,
+        )
 
     def _contacts(self, key: bytes, exclude: str) -> tuple[WireContact, ...]:
         closest = self.table.closest(key, min(self.k, MAX_CONTACTS), exclude=(exclude,))

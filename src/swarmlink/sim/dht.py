@@ -136,11 +136,13 @@ class _World:
         )
         return [Peer(c.agent_id, node_id(c.agent_id)) for c in resp.contacts]
 
-    def run_lookup(self, origin: str, target: bytes) -> tuple[Lookup[bytes], float]:
+    def run_lookup(
+        self, origin: str, target: bytes, *, paths: int | None = None
+    ) -> tuple[Lookup[bytes], float]:
         """Drive one lookup from ``origin`` in virtual time; returns it and its duration."""
         node = self.nodes[origin]
         start = self.clock
-        lookup = node.new_lookup(target, start)
+        lookup = node.new_lookup(target, start, paths=paths or self.cfg.paths)
         events: list[tuple[float, int, str, list[Peer] | None]] = []
         seq = 0
         now = start
@@ -174,7 +176,8 @@ class _World:
             bootstrap = self.ids[self.rng.randrange(i)] if i > 1 else first
             self.nodes[agent].observe(bootstrap, self.address[bootstrap], self.clock)
             self.nodes[bootstrap].observe(agent, self.address[agent], self.clock)
-            self.run_lookup(agent, node_id(agent))  # find our neighbours (and be found)
+            # Find our neighbours (and be found by them); one path is enough for that.
+            self.run_lookup(agent, node_id(agent), paths=1)
 
 
 def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
