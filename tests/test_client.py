@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 from fake_node import AGENT_B, FakeNode
+from helpers import wait_until as wait_for
 
 from swarmlink.client import Client, ClientStream, error_from_json
 from swarmlink.daemon import ControlServer
@@ -49,18 +49,6 @@ from swarmlink.runtime.model import (
     SendReceipt,
     TrustedPeer,
 )
-
-
-async def wait_for(predicate: Any, what: str, seconds: float = 10.0) -> Any:
-    """Poll ``predicate`` until truthy (never a fixed sleep); fail at the deadline."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

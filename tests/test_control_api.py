@@ -27,6 +27,7 @@ from typing import Any
 import h11
 import pytest
 from fake_node import AGENT_B, FakeNode
+from helpers import wait_until as wait_for
 
 from swarmlink.daemon import (
     MAX_HEADER_SIZE,
@@ -58,18 +59,6 @@ from swarmlink.runtime.events import MessageReceived, PeerConnected
 
 SEED = int(os.environ.get("SWARMLINK_TEST_SEED", "20261122"))
 SRC = Path(__file__).resolve().parent.parent / "src"
-
-
-async def wait_for(predicate: Any, what: str, seconds: float = 10.0) -> Any:
-    """Poll ``predicate`` until truthy (never a fixed sleep); fail at the deadline."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 # ---- fixtures ---------------------------------------------------------------------------
@@ -971,14 +960,6 @@ def test_main_rejects_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -
     assert "not a number" in capsys.readouterr().err
 
 
-def _real_node_available() -> bool:
-    try:
-        import swarmlink.runtime.node  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # Runs the daemon entry point with the fake node standing in for swarmlink.runtime.node.
 _FAKE_LAUNCHER = """
 import sys, types
@@ -1004,13 +985,7 @@ sys.exit(main(sys.argv[1:]))
     [
         ("fake", "sigterm"),
         ("fake", "shutdown"),
-        pytest.param(
-            "real",
-            "sigterm",
-            marks=pytest.mark.skipif(
-                not _real_node_available(), reason="swarmlink.runtime.node not importable yet"
-            ),
-        ),
+        ("real", "sigterm"),
     ],
 )
 def test_daemon_process_lifecycle(home: Path, launcher: str, stop_with: str) -> None:
