@@ -217,7 +217,7 @@ def connect(
     json_out: Json = False,
 ) -> None:
     """Dial a peer and verify it holds the expected agent's key."""
-    from ..runtime.node import parse_target
+    from ..runtime.config import parse_target
 
     try:
         parse_target(target)

@@ -7,12 +7,15 @@ by their owners and verified separately.
 
 .. code-block:: text
 
-    request  = {"q": kind, "n": request id, "k": 32-byte key, ?"r": record bytes}
+    request  = {"q": kind, "n": request id, "k": 32-byte key, ?"r": record bytes,
+                ?"a": [address, ...]}
     response = {"n": request id, "ok": bool, ?"c": [[agent_id, [address, ...]], ...],
                 ?"r": record bytes, ?"p": [record bytes, ...], ?"e": error text}
 
-``kind`` is one of ``ping``, ``find_node``, ``find_value``, ``store``, ``add_provider``,
-``get_providers``. Every field is checked at decode against the limits below.
+``a`` lists the addresses the sender listens at (a hint for the receiver's routing table:
+a TCP connection's source port is not a listening port). ``kind`` is one of ``ping``,
+``find_node``, ``find_value``, ``store``, ``add_provider``, ``get_providers``.
+Every field is checked at decode against the limits below.
 """
 
 from __future__ import annotations
@@ -83,11 +86,15 @@ class Request:
     request_id: int
     key: bytes
     record: bytes | None = None
+    #: Where the sender listens (self-claimed; dialing it verifies the identity anyway).
+    addresses: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"q": str(self.kind), "n": self.request_id, "k": self.key}
         if self.record is not None:
             body["r"] = self.record
+        if self.addresses:
+            body["a"] = list(self.addresses)
         data = cbor.encode(body)
         if len(data) > MAX_DHT_MESSAGE:
             raise InvalidArgument(f"DHT request of {len(data)} bytes exceeds {MAX_DHT_MESSAGE}")
@@ -148,7 +155,7 @@ def _record(value: object) -> bytes:
 
 
 def decode_request(data: bytes) -> Request:
-    msg = _map(data, {"q", "n", "k", "r"}, {"q", "n", "k"})
+    msg = _map(data, {"q", "n", "k", "r", "a"}, {"q", "n", "k"})
     try:
         kind = Query(msg["q"])
     except ValueError:
@@ -160,7 +167,27 @@ def decode_request(data: bytes) -> Request:
     needs_record = kind in (Query.STORE, Query.ADD_PROVIDER)
     if needs_record != (record is not None):
         raise _bad(f"{kind} {'needs' if needs_record else 'takes no'} record")
-    return Request(kind, _request_id(msg["n"]), key, None if record is None else _record(record))
+    addresses = _addresses(msg.get("a", []))
+    return Request(
+        kind,
+        _request_id(msg["n"]),
+        key,
+        None if record is None else _record(record),
+        addresses,
+    )
+
+
+def _addresses(addresses: object) -> tuple[str, ...]:
+    if (
+        not isinstance(addresses, list)
+        or len(addresses) > MAX_CONTACT_ADDRESSES
+        or not all(
+            isinstance(a, str) and 0 < len(a) <= MAX_ADDRESS_TEXT and a.isprintable()
+            for a in addresses
+        )
+    ):
+        raise _bad("bad addresses")
+    return tuple(addresses)
 
 
 def _contact(value: object) -> WireContact:
@@ -173,11 +200,10 @@ def _contact(value: object) -> WireContact:
         agent = validate_agent_id(agent)
     except SwarmlinkError:
         raise _bad("contact has a bad agent ID") from None
-    if len(addresses) > MAX_CONTACT_ADDRESSES or not all(
-        isinstance(a, str) and 0 < len(a) <= MAX_ADDRESS_TEXT and a.isprintable() for a in addresses
-    ):
-        raise _bad("contact has bad addresses")
-    return WireContact(agent, tuple(addresses))
+    try:
+        return WireContact(agent, _addresses(addresses))
+    except ProtocolViolation:
+        raise _bad("contact has bad addresses") from None
 
 
 def decode_response(data: bytes) -> Response:

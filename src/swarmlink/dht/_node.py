@@ -9,7 +9,7 @@ The runtime (or the simulator) owns the network: it hands each authenticated req
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import ErrorCode, RemoteError
 from ._ids import capability_key, node_id
@@ -76,7 +76,7 @@ class DhtNode:
         *,
         find_value: bool = False,
         paths: int = DISJOINT_PATHS,
-    ) -> Lookup[bytes]:
+    ) -> Lookup[Any]:
         """A lookup seeded from our table (``paths=1`` for cheap table maintenance, such as
         the self-lookup on joining; disjoint paths where an eclipse would matter)."""
         seeds = [Peer(c.agent_id, c.node_id) for c in self.table.closest(target, self.k)]
@@ -92,6 +92,11 @@ class DhtNode:
     def _contacts(self, key: bytes, exclude: str) -> tuple[WireContact, ...]:
         closest = self.table.closest(key, min(self.k, MAX_CONTACTS), exclude=(exclude,))
         return tuple(WireContact(c.agent_id, c.addresses) for c in closest)
+
+    def adopt(self, agent_id: str) -> None:
+        """Answer FIND_VALUE for ``agent_id`` from the record store (our own record, and
+        records restored from disk)."""
+        self._record_by_key[node_id(agent_id)] = agent_id
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -171,6 +176,26 @@ class DhtNode:
         live = [(exp, rec) for rec, exp in entries.values() if exp > now]
         live.sort(reverse=True)
         return tuple(rec for _, rec in live[:MAX_PROVIDERS])
+
+    def provider_entries(self) -> list[tuple[bytes, str, bytes, float]]:
+        """Every provider record held: (key, agent ID, record, expiry), for persistence."""
+        return [
+            (key, agent, record, expires)
+            for key, entries in self._providers.items()
+            for agent, (record, expires) in entries.items()
+        ]
+
+    def restore_provider(
+        self, key: bytes, agent_id: str, record: bytes, expires: float, now: float
+    ) -> None:
+        """Put back a provider record loaded from disk (verified again by the store)."""
+        if expires > now:
+            self._store(Query.ADD_PROVIDER, key, record, now)
+            self._providers[key][agent_id] = (record, expires)
+
+    def expire(self, now: float) -> None:
+        """Drop expired provider records (records expire in the record store)."""
+        self._expire_providers(now)
 
     def _expire_providers(self, now: float) -> None:
         for key in list(self._providers):

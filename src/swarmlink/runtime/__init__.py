@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_HOME, DEFAULT_PORT, NodeConfig, parse_hostport, resolve_home
+from .config import (
+    DEFAULT_HOME,
+    DEFAULT_PORT,
+    NodeConfig,
+    parse_hostport,
+    parse_target,
+    resolve_home,
+)
 
 if TYPE_CHECKING:
     from ._stream import Stream
-    from .node import Handler, Node, parse_target
+    from .node import Handler, Node
 
 __all__ = [
     "DEFAULT_HOME",
@@ -30,7 +37,6 @@ __all__ = [
 _LAZY = {
     "Handler": ".node",
     "Node": ".node",
-    "parse_target": ".node",
     "Stream": "._stream",
 }
 

@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..identity import validate_agent_id
+from ..wire.address import parse_hostport
 
-__all__ = ["DEFAULT_HOME", "DEFAULT_PORT", "NodeConfig", "parse_hostport", "resolve_home"]
+__all__ = [
+    "DEFAULT_HOME",
+    "DEFAULT_PORT",
+    "NodeConfig",
+    "parse_hostport",
+    "parse_target",
+    "resolve_home",
+]
 
 #: Port a node listens on when ``--listen`` gives none.
 DEFAULT_PORT = 7420
@@ -21,39 +30,6 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     if home is None or str(home) == "":
         home = os.environ.get("SWARMLINK_HOME") or DEFAULT_HOME
     return Path(home).expanduser().absolute()
-
-
-def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """Parse ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT``; raise InvalidArgument if malformed."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise InvalidArgument(f"bad address {text!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest.startswith(":"):
-            port_text = rest[1:]
-        elif rest:
-            raise InvalidArgument(f"bad address {text!r}: expected ':PORT' after ']'")
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif text.count(":") > 1:
-        raise InvalidArgument(f"bad address {text!r}: write IPv6 addresses as [ADDR]:PORT")
-    if not port_text:
-        if default_port is None:
-            raise InvalidArgument(f"bad address {text!r}: expected HOST:PORT")
-        port = default_port
-    else:
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise InvalidArgument(
-                f"bad address {text!r}: port {port_text!r} is not a number"
-            ) from None
-    if not 0 <= port <= 65535:
-        raise InvalidArgument(f"bad address {text!r}: port must be 0-65535")
-    return (host or "0.0.0.0", port)
 
 
 @dataclass(frozen=True)
@@ -76,3 +52,20 @@ class NodeConfig:
     #: Largest message ``send`` accepts (UTF-8 bytes).
     max_message_size: int = 16 * 1024
     user_agent: str = field(default="swarmlink/0.1.0")
+    #: DHT peers to join through, as ``AGENT@HOST:PORT`` (none: the first node of a network).
+    bootstrap: tuple[str, ...] = ()
+    #: Addresses to publish in our record instead of the bound ones (``HOST:PORT``).
+    advertise: tuple[str, ...] = ()
+    #: Find and announce nodes on the LAN with mDNS (multicast on every interface).
+    mdns: bool = False
+
+
+def parse_target(target: str) -> tuple[str, str, int]:
+    """``AGENT@HOST:PORT`` → (agent ID, host, port), with clear errors."""
+    agent, sep, address = target.partition("@")
+    if not sep or not address:
+        raise InvalidArgument(f"bad target {target!r}: expected AGENT@HOST:PORT")
+    host, port = parse_hostport(address)
+    if port == 0:
+        raise InvalidArgument(f"bad target {target!r}: port 0")
+    return validate_agent_id(agent), host, port

@@ -68,6 +68,10 @@ class NodeStatus(JsonModel):
     inbox_unread: int
     operational_key_serial: int
     operational_key_expires: float  # unix time
+    dht_contacts: int = 0  # nodes in the DHT routing table
+    dht_records: int = 0  # signed agent records stored for the network
+    dht_joined: bool = False  # found other DHT nodes (bootstrap, mDNS or being found)
+    mdns: bool = False  # mDNS discovery running
 
 
 @dataclass(frozen=True)

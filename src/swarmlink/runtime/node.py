@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..dht import DHT_PROTOCOL
 from ..errors import (
     ErrorCode,
     InvalidArgument,
@@ -35,10 +36,12 @@ from ..storage import Database
 from ..trust import TRUST_PROTOCOL, TrustBook
 from . import events as ev
 from ._connection import PeerConnection
+from ._dhtsvc import DhtService
 from ._services import Services
 from ._stream import Stream
+from ._subscription import CLOSED, EventSubscription
 from ._trustsvc import TrustService
-from .config import NodeConfig, parse_hostport
+from .config import NodeConfig, parse_hostport, parse_target
 from .model import (
     BenchResult,
     Exposure,
@@ -62,12 +65,12 @@ Handler = Callable[[Stream], Awaitable[None]]
 #: Two connections to one peer established within this many seconds are a simultaneous
 #: dial (resolved by agent ID); a later one replaces the older (the peer lost it).
 SIMULTANEOUS_DIAL_WINDOW = 2.0
-#: Queue length per event subscriber; a subscriber that falls further behind loses events.
-MAX_SUBSCRIBER_BACKLOG = 1024
 #: Addresses remembered per peer.
 MAX_PEER_ADDRESSES = 8
 #: Concurrent streams a peer may open on one session (each may buffer up to one window).
 MAX_STREAMS_PER_PEER = 256
+#: Stream protocols any authenticated agent may open (everything else needs trust).
+PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL})
 #: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
 MAX_CONNECTIONS = 1024
 
@@ -113,6 +116,8 @@ class Node:
         self._closing = False
         self.services = Services(self)
         self._trustsvc = TrustService(self)
+        self.dht = DhtService(self)
+        self._mdns: Any = None  # MdnsDiscovery when running
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -122,6 +127,9 @@ class Node:
         try:
             await node._listen()
             await node.services.start()
+            node.dht.start()
+            if config.mdns:
+                await node._start_mdns()
         except BaseException:
             await node.close()
             raise
@@ -178,6 +186,8 @@ class Node:
         self._closing = True
         for server in self._servers:
             server.close()
+        if self._mdns is not None:
+            await self._mdns.close()
         await self.services.stop()
         for conn in list(self._all_conns):
             conn.close(ErrorCode.SHUTDOWN, "node shutting down")
@@ -190,9 +200,20 @@ class Node:
                 await asyncio.wait_for(server.wait_closed(), 2.0)
         for queue in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(_CLOSED)
+                queue.put_nowait(CLOSED)
+        self.dht.close()
         self.db.close()
         log.info("node stopped", extra={"agent_id": self.agent_id})
+
+    async def _start_mdns(self) -> None:
+        from ._mdns import MdnsDiscovery
+
+        self._mdns = MdnsDiscovery(self.agent_id, self.listen_port, self.dht.observe)
+        try:
+            await self._mdns.start()
+        except Exception as exc:  # no multicast here: the node works without it
+            log.warning("mDNS discovery is off", extra={"error": str(exc)})
+            self._mdns = None
 
     def _resume_deliveries(self) -> None:
         """After a restart, push what we still owe peers (trust answers, messages)."""
@@ -225,6 +246,9 @@ class Node:
         task = self._loop.create_task(runner(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if asyncio.iscoroutine(coro):
+            # Cancelled before its first step (the node closed): close it, never awaited.
+            task.add_done_callback(lambda _: coro.close())
         return task
 
     def _lock(self, kind: str, peer: str) -> asyncio.Lock:
@@ -396,15 +420,20 @@ class Node:
         """Dial ``AGENT@HOST:PORT``; the peer must prove it holds AGENT's identity key."""
         agent_id, host, port = parse_target(target)
         conn = self._conns.get(agent_id)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if conn is None or conn.closed:
             conn = await self._dial(agent_id, host, port)
         else:
-            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             self._remember_peer(conn, dialed=address)
+        self.dht.observe(agent_id, [address])
         return self._peer_info(agent_id)
 
-    async def connection(self, agent_id: str) -> PeerConnection:
-        """The live session with ``agent_id``, dialing a remembered address if needed."""
+    async def connection(
+        self, agent_id: str, *, hints: Sequence[str] = (), resolve: bool = True
+    ) -> PeerConnection:
+        """The live session with ``agent_id``: an open one, else dial ``hints`` and the
+        remembered addresses, else (``resolve``) look the agent up in the DHT and dial
+        the addresses its signed record lists. TLS proves the identity every time."""
         agent_id = validate_agent_id(agent_id)
         if self._closing:
             raise StateError("node is shutting down")
@@ -412,35 +441,71 @@ class Node:
         if conn is not None and not conn.closed:
             return conn
         pending = self._dialing.get(agent_id)
-        if pending is not None:
+        if pending is not None and resolve:
             return await asyncio.shield(pending)
-        addresses = self._known_addresses(agent_id)
-        if not addresses:
-            raise NotFound(
-                f"no known address for agent {agent_id}; connect once with "
-                f"`swarmlink connect {agent_id}@HOST:PORT`"
-            )
+        if pending is not None:
+            # A DHT query to an agent we are resolving right now: dial it directly (a
+            # duplicate session, if any, is settled like a simultaneous dial).
+            conn = await self._attempt(agent_id, hints, set(), [])
+            if conn is None:
+                raise NetworkError(f"cannot reach agent {agent_id[:12]} at {list(hints)}")
+            return conn
         fut: asyncio.Future[PeerConnection] = self._loop.create_future()
         self._dialing[agent_id] = fut
         errors: list[str] = []
+        tried: set[str] = set()
+
+        async def attempt(addresses: Sequence[str]) -> PeerConnection | None:
+            return await self._attempt(agent_id, addresses, tried, errors)
+
         try:
-            for address in addresses:
-                host, port = parse_hostport(address)
+            conn = await attempt([*hints, *self._known_addresses(agent_id)])
+            if conn is None and resolve:
                 try:
-                    conn = await self._dial(agent_id, host, port)
-                except (NetworkError, RemoteError) as exc:
-                    errors.append(f"{address}: {exc}")
-                    continue
+                    record = await self.dht.resolve(agent_id, fresh=bool(tried))
+                except NotFound as exc:
+                    if not tried:
+                        raise NotFound(
+                            f"no known address for agent {agent_id}: {exc}; or connect once "
+                            f"with `swarmlink connect {agent_id}@HOST:PORT`"
+                        ) from None
+                    errors.append(str(exc))
+                else:
+                    # The lookup may have reached the agent itself: that session will do.
+                    conn = self.connected(agent_id) or await attempt(record.addresses)
+            if conn is not None:
                 fut.set_result(conn)
                 return conn
-            err = NetworkError(f"cannot reach agent {agent_id[:12]}: " + "; ".join(errors))
-            fut.set_exception(err)
-            fut.exception()
-            raise err
+            if not tried:
+                raise NotFound(
+                    f"no known address for agent {agent_id}; connect once with "
+                    f"`swarmlink connect {agent_id}@HOST:PORT`"
+                )
+            raise NetworkError(f"cannot reach agent {agent_id[:12]}: " + "; ".join(errors))
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # waiters see it; nobody else has to retrieve it
+            raise
         finally:
             if not fut.done():
                 fut.cancel()
             self._dialing.pop(agent_id, None)
+
+    async def _attempt(
+        self, agent_id: str, addresses: Sequence[str], tried: set[str], errors: list[str]
+    ) -> PeerConnection | None:
+        """Dial ``addresses`` in order (skipping ``tried``); the first session wins."""
+        for address in addresses:
+            if address in tried:
+                continue
+            tried.add(address)
+            host, port = parse_hostport(address)
+            try:
+                return await self._dial(agent_id, host, port)
+            except (NetworkError, RemoteError) as exc:
+                errors.append(f"{address}: {exc}")
+        return None
 
     def connected(self, agent_id: str) -> PeerConnection | None:
         conn = self._conns.get(agent_id)
@@ -466,7 +531,7 @@ class Node:
         session = conn.session
         assert session is not None
         peer = conn.agent_id
-        if protocol != TRUST_PROTOCOL and not self.trust.is_trusted(peer):
+        if protocol not in PUBLIC_PROTOCOLS and not self.trust.is_trusted(peer):
             session.reset_stream(
                 stream_id,
                 ErrorCode.NOT_TRUSTED,
@@ -687,6 +752,10 @@ class Node:
             inbox_unread=int(row[0]) if row is not None else 0,
             operational_key_serial=cert.serial,
             operational_key_expires=float(cert.not_after),
+            dht_contacts=len(self.dht.core.table),
+            dht_records=len(self.dht.store),
+            dht_joined=self.dht.joined,
+            mdns=self._mdns is not None,
         )
 
     def identity_info(self) -> dict[str, Any]:
@@ -739,39 +808,3 @@ class Node:
         self._client_ctx.load_cert_chain(cert_file, key_file)
         log.info("operational key rotated", extra={"serial": self.operational.certificate.serial})
         return self.identity_info()
-
-
-_CLOSED: Any = object()
-
-
-class EventSubscription:
-    """An async iterator of :class:`~swarmlink.runtime.events.NodeEvent`."""
-
-    def __init__(self, registry: set[asyncio.Queue[ev.NodeEvent]]) -> None:
-        self._registry = registry
-        self._queue: asyncio.Queue[ev.NodeEvent] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-        registry.add(self._queue)
-
-    def __aiter__(self) -> EventSubscription:
-        return self
-
-    async def __anext__(self) -> ev.NodeEvent:
-        event = await self._queue.get()
-        if event is _CLOSED:
-            self.close()
-            raise StopAsyncIteration
-        return event
-
-    def close(self) -> None:
-        self._registry.discard(self._queue)
-
-
-def parse_target(target: str) -> tuple[str, str, int]:
-    """``AGENT@HOST:PORT`` → (agent ID, host, port), with clear errors."""
-    agent, sep, address = target.partition("@")
-    if not sep or not address:
-        raise InvalidArgument(f"bad target {target!r}: expected AGENT@HOST:PORT")
-    host, port = parse_hostport(address)
-    if port == 0:
-        raise InvalidArgument(f"bad target {target!r}: port 0")
-    return validate_agent_id(agent), host, port

@@ -1,7 +1,8 @@
 """The node's SQLite database: one file in the node home, WAL mode, versioned schema.
 
 Every durable piece of node state lives here (peers, trust, the message inbox and
-outbox, exposures, forwards, received files). Writes are committed before the
+outbox, exposures, forwards, received files, the DHT routing table, stored records and
+provider records, advertised capabilities). Writes are committed before the
 operation that caused them is acknowledged, so a ``kill -9`` loses nothing that was
 acknowledged. The schema version is kept in ``PRAGMA user_version``; migrations
 run in order on open and a database newer than this code is refused.
@@ -100,6 +101,36 @@ _MIGRATIONS: tuple[str, ...] = (
         size        INTEGER NOT NULL,
         sha256      TEXT NOT NULL,
         received_at REAL NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE dht_contacts (
+        agent_id  TEXT PRIMARY KEY,
+        addresses TEXT NOT NULL DEFAULT '[]',   -- JSON list of "host:port"
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE dht_records (
+        agent_id TEXT PRIMARY KEY,
+        expires  REAL NOT NULL,
+        record   BLOB NOT NULL               -- signed agent record, verified again on load
+    );
+    CREATE TABLE dht_providers (
+        key      BLOB NOT NULL,              -- capability key
+        agent_id TEXT NOT NULL,
+        expires  REAL NOT NULL,
+        record   BLOB NOT NULL,
+        PRIMARY KEY (key, agent_id)
+    );
+    CREATE TABLE capabilities (
+        tag         TEXT PRIMARY KEY,
+        name        TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        protocol    TEXT NOT NULL DEFAULT '',
+        created     REAL NOT NULL
     );
     """,
 )
