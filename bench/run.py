@@ -11,6 +11,8 @@ shared and noisy: ratios are the numbers to compare across runs.
                         sequential p50/p99 latency, vs. the same over a bare TLS socket
     daemon_rss          resident memory of a daemon idle and with 100 connected peers,
                         vs. a bare Python interpreter
+    dht_lookup          fresh DHT lookups (resolve an agent ID to its verified record)
+                        among 100 daemons on loopback, vs. a control-API round trip
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def start_sink(tls: bool, workdir: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], Client]:
+def start_daemon(home: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Client]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -76,6 +78,8 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], Client]:
             "127.0.0.1:0",
             "--log-level",
             "warning",
+            "--no-mdns",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -363,18 +367,81 @@ async def _count(client: Client, n: int) -> bool:
     return (await client.status()).peers_connected >= n
 
 
+async def bench_dht(workdir: Path, nodes: int, lookups: int) -> dict[str, Any]:
+    import random
+
+    seed = 100
+    rng = random.Random(seed)
+    log(f"DHT lookups: starting {nodes} daemons (seed {seed})")
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: list[Client] = []
+    try:
+        proc, client = start_daemon(workdir / "dht0")
+        procs.append(proc)
+        clients.append(client)
+        first = await wait_ready(client, proc)
+        boot = f"{first.agent_id}@{first.listen[0]}"
+        for i in range(1, nodes):
+            proc, client = start_daemon(workdir / f"dht{i}", "--bootstrap", boot)
+            procs.append(proc)
+            clients.append(client)
+        statuses = [first]
+        for i in range(1, nodes):
+            statuses.append(await wait_ready(clients[i], procs[i]))
+            if i % 20 == 0:
+                log(f"  {i + 1}/{nodes} daemons up")
+        for c in clients:
+            await poll(lambda c=c: _published(c), "record published", timeout=120)
+        log(f"  all joined; {lookups} fresh lookups, one at a time")
+        agents = [s.agent_id for s in statuses]
+        base = []
+        for _ in range(200):
+            started = time.perf_counter()
+            await clients[0].status()
+            base.append(time.perf_counter() - started)
+        times = []
+        for _ in range(lookups):
+            i, j = rng.sample(range(nodes), 2)
+            started = time.perf_counter()
+            record = await clients[i].lookup(agents[j])
+            times.append(time.perf_counter() - started)
+            if record["agent_id"] != agents[j]:
+                raise RuntimeError("wrong record")
+        info = [await c.dht_info() for c in clients]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+    return {
+        "nodes": nodes,
+        "lookups": lookups,
+        "seed": seed,
+        "lookup_ms_p50": round(percentile(times, 0.5) * 1000, 2),
+        "lookup_ms_p90": round(percentile(times, 0.9) * 1000, 2),
+        "lookup_ms_p99": round(percentile(times, 0.99) * 1000, 2),
+        "control_api_rtt_ms_p50": round(percentile(base, 0.5) * 1000, 2),
+        "routing_table_mean": round(statistics.mean(i["contacts"] for i in info), 1),
+        "target_p50_ms": 50,
+    }
+
+
+async def _published(client: Client) -> bool:
+    return bool((await client.dht_info())["published_at"])
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
-    parser.add_argument("--only", choices=["tunnel", "connect", "messages", "rss"], action="append")
+    parser.add_argument("--only", choices=["tunnel", "connect", "messages", "rss", "dht"], action="append")
     args = parser.parse_args()
     big = not args.quick
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
         work = Path(tmp)
-        only = set(args.only or ["tunnel", "connect", "messages", "rss"])
+        only = set(args.only or ["tunnel", "connect", "messages", "rss", "dht"])
         if "tunnel" in only:
             results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
         if "connect" in only:
@@ -383,6 +450,8 @@ async def main() -> None:
             results["small_messages"] = await bench_messages(work, 50_000 if big else 5_000)
         if "rss" in only:
             results["daemon_rss"] = await bench_rss(work, 100 if big else 10)
+        if "dht" in only:
+            results["dht_lookup"] = await bench_dht(work, 100 if big else 20, 300 if big else 50)
     print(json.dumps(results, indent=2))
 
 

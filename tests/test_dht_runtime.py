@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import make_trusted, target, wait_until
 
-from swarmlink.dht import DHT_PROTOCOL, Query, Request, node_id
+from swarmlink.dht import DHT_PROTOCOL, Query, Request, Response, node_id
 from swarmlink.dht._records import AgentRecord
 from swarmlink.errors import InvalidArgument, NotFound, StreamReset
 from swarmlink.runtime import Node, NodeConfig
@@ -191,3 +192,51 @@ def test_parse_bootstrap() -> None:
     for bad in ("127.0.0.1:7420", f"{agent}@127.0.0.1:0", f"{agent}@x:y", "nobody@1.2.3.4:5"):
         with pytest.raises(InvalidArgument):
             parse_bootstrap(bad)
+
+
+async def test_lying_nodes_cannot_forge_or_roll_back_a_record(tmp_path: Path) -> None:
+    nodes = await start_network(tmp_path, 6)
+    try:
+        origin, target_node = nodes[1], nodes[5]
+        liars = [n for n in nodes if n not in (origin, target_node)]
+        now = time.time()
+        old = AgentRecord.create(
+            target_node.identity,
+            target_node.operational.certificate,
+            addresses=[f"127.0.0.1:{target_node.listen_port}"],
+            sequence=1,
+            now=now,
+        )
+        await target_node.dht.add_capability("fresh")
+        task = target_node.dht._publishing
+        assert task is not None
+        current = await task
+        mallory = nodes[0]
+        forged = AgentRecord.create(
+            mallory.identity, mallory.operational.certificate, sequence=2**40, now=now
+        ).encode()
+        tid = node_id(target_node.agent_id)
+
+        def lie(payload: bytes, real: Any) -> Any:
+            def handle(peer: str, addresses: Any, request: Request, now: float) -> Response:
+                if request.kind == Query.FIND_VALUE and request.key == tid:
+                    lies.append(peer)
+                    return Response(request.request_id, True, record=payload)
+                return real(peer, addresses, request, now)  # type: ignore[no-any-return]
+
+            return handle
+
+        lies: list[str] = []
+        for payload in (forged, old.encode()):
+            lies.clear()
+            for liar in liars:
+                liar.dht.core.handle = lie(payload, liar.dht.core.handle)  # type: ignore[method-assign]
+            origin.dht.store.remove(target_node.agent_id)
+            record = await origin.dht.resolve(target_node.agent_id, fresh=True)
+            assert record.sequence == current.sequence
+            assert [c.tag for c in record.capabilities] == ["fresh"]
+            assert lies, "no liar was asked"
+            for liar in liars:
+                del liar.dht.core.handle  # back to the class method
+    finally:
+        await close_all(nodes)

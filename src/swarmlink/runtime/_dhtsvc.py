@@ -358,27 +358,45 @@ class DhtService:
         self._need_contacts()
         target = node_id(agent_id)
 
+        seen: list[AgentRecord] = []
+
         def check(peer: str, response: Response) -> AgentRecord | None:
             if response.record is None:
                 return None
             try:
-                return AgentRecord.verified(response.record, time.time(), agent_id=agent_id)
+                record = AgentRecord.verified(response.record, time.time(), agent_id=agent_id)
             except SwarmlinkError as exc:
                 log.info("bad record in a DHT answer", extra={"peer": peer, "error": str(exc)})
                 return None
+            seen.append(record)
+            return record
 
         lookup: Lookup[AgentRecord] = self.core.new_lookup(
             target, asyncio.get_running_loop().time(), find_value=True
         )
         await self.run_lookup(lookup, Query.FIND_VALUE, check)
-        if lookup.value is None:
+        if not seen:
             raise NotFound(
                 f"agent {agent_id} was not found in the DHT "
                 f"({lookup.stats.responses} nodes answered, {lookup.stats.failures} failed)"
             )
+        best = max(seen, key=lambda r: r.sequence)
+        if lookup.value_from != agent_id:
+            # A node that stores the record may serve an old one (an outdated or lying
+            # replica). The agent itself knows its current record: ask it at the
+            # addresses found. The session is the one a dial by ID needs next anyway.
+            self._hint(agent_id, best.addresses)
+            try:
+                response = await self._query(agent_id, Query.FIND_VALUE, target)
+            except (SwarmlinkError, OSError, TimeoutError):
+                pass
+            else:
+                own = check(agent_id, response)
+                if own is not None and own.sequence >= best.sequence:
+                    best = own
         with contextlib.suppress(RemoteError):
-            self.store.put_record(lookup.value, time.time())
-        return self.store.get(agent_id, time.time()) or lookup.value
+            self.store.put_record(best, time.time())
+        return self.store.get(agent_id, time.time()) or best
 
     async def find(self, tag: str, *, limit: int = MAX_FIND_RESULTS) -> list[AgentRecord]:
         """Agents that advertise capability ``tag``, with their verified records."""
