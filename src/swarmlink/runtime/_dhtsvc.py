@@ -104,6 +104,7 @@ class DhtService:
         self._published_addresses: tuple[str, ...] = ()
         self._publishing: asyncio.Task[Any] | None = None
         self._joining: asyncio.Task[Any] | None = None
+        self._publish_again = False
         self._joined = asyncio.Event()
         self._contacts_dirty = True
         self.last_join_error = ""
@@ -526,9 +527,18 @@ class DhtService:
         return record
 
     def schedule_publish(self) -> None:
-        """Publish our record soon (after a change); coalesces repeated calls."""
+        """Publish our record soon (after a change); changes made while a publication
+        runs are published right after it."""
+        self._publish_again = True
         if self._publishing is None or self._publishing.done():
-            self._publishing = self.node.spawn(self.publish(), name="dht:publish")
+            self._publishing = self.node.spawn(self._publish_pending(), name="dht:publish")
+
+    async def _publish_pending(self) -> AgentRecord | None:
+        record = None
+        while self._publish_again:
+            self._publish_again = False
+            record = await self.publish()
+        return record
 
     async def publish(self) -> AgentRecord:
         """Sign a new record and store it (and provider records) at the closest nodes."""
