@@ -39,10 +39,15 @@ trust_app = typer.Typer(
     help="Explicit mutual trust: request, approve, reject, revoke.", no_args_is_help=True
 )
 key_app = typer.Typer(help="Operational key management.", no_args_is_help=True)
+capability_app = typer.Typer(
+    help="Capabilities this agent advertises in the DHT (found with `swarmlink find`).",
+    no_args_is_help=True,
+)
 sim_app = typer.Typer(help="Deterministic simulations of the protocol cores.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 app.add_typer(trust_app, name="trust")
 app.add_typer(key_app, name="key")
+app.add_typer(capability_app, name="capability")
 
 
 def _listing(items: Sequence[Any], json_out: bool, empty: str) -> bool:
@@ -89,6 +94,26 @@ def up(
             "--listen", "-l", help="HOST:PORT to listen on (repeatable; default 0.0.0.0:7420)."
         ),
     ] = None,
+    bootstrap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bootstrap",
+            "-b",
+            help="AGENT@HOST:PORT of a DHT node to join the network through (repeatable).",
+        ),
+    ] = None,
+    advertise: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--advertise",
+            help="HOST:PORT to publish in this agent's DHT record instead of the listen "
+            "addresses (repeatable; e.g. a public address in front of a NAT).",
+        ),
+    ] = None,
+    mdns: Annotated[
+        bool,
+        typer.Option("--mdns/--no-mdns", help="Discover and announce nodes on the LAN (mDNS)."),
+    ] = True,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -98,23 +123,43 @@ def up(
     json_out: Json = False,
 ) -> None:
     """Start the node (in the background unless --foreground) and wait until it is ready."""
+    from ..daemon import parse_advertise, parse_bootstrap_peers
+    from ..errors import InvalidArgument
     from ._daemonctl import parse_listen, running_status, start_background
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
     try:
         addresses = parse_listen(listen)
-    except Exception as exc:  # InvalidArgument
+    except InvalidArgument as exc:
         raise typer.BadParameter(str(exc), param_hint="--listen") from None
+    try:
+        peers = parse_bootstrap_peers(bootstrap or [])
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--bootstrap") from None
+    try:
+        advertised = parse_advertise(advertise or [])
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--advertise") from None
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
         if run(running_status(State.home)) is not None:
             fail(f"a swarmlink daemon is already running in {State.home}")
-        raise typer.Exit(
-            run_daemon(DaemonConfig(home=State.home, listen=addresses, log_level=log_level))
+        config = DaemonConfig(
+            home=State.home,
+            listen=addresses,
+            log_level=log_level,
+            bootstrap=peers,
+            advertise=advertised,
+            mdns=mdns,
         )
-    status = run(start_background(State.home, addresses, log_level))
+        raise typer.Exit(run_daemon(config))
+    status = run(
+        start_background(
+            State.home, addresses, log_level, bootstrap=peers, advertise=advertised, mdns=mdns
+        )
+    )
     if json_out:
         emit_json(status.to_json())
         return
@@ -123,6 +168,9 @@ def up(
     console.print(f"  virtual address  {status.virtual_address}")
     console.print(f"  listening on     {', '.join(status.listen)}")
     console.print(f"  home             {status.home}")
+    if peers:
+        console.print(f"  DHT bootstrap    {', '.join(short(p) + p[52:] for p in peers)}")
+    console.print(f"  mDNS             {'on' if status.mdns else 'off'}")
 
 
 @app.command()
@@ -157,6 +205,12 @@ def status(json_out: Json = False) -> None:
             "operational key",
             f"#{st.operational_key_serial}, expires {fmt_time(st.operational_key_expires)}",
         ),
+        (
+            "DHT",
+            f"{'joined' if st.dht_joined else 'not joined'}, {st.dht_contacts} contacts, "
+            f"{st.dht_records} records",
+        ),
+        ("mDNS", "on" if st.mdns else "off"),
     ):
         table.add_row(f"[bold]{name}[/bold]", value)
     console.print(table)
@@ -275,6 +329,144 @@ def ping(
         console.print(line)
     if not result.get("received"):
         raise typer.Exit(1)
+
+
+# ---- DHT: finding agents --------------------------------------------------------------------
+
+
+def _tag_arg(value: str) -> str:
+    """Validate a capability tag early, with the same message the daemon would give."""
+    from ..dht import capability_key
+    from ..errors import InvalidArgument
+
+    try:
+        capability_key(value)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+Tag = Annotated[
+    str, typer.Argument(help="Capability tag (lowercase a-z 0-9 . _ - /).", callback=_tag_arg)
+]
+
+
+def _capability_table(caps: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("tag", "name", "description", "protocol"):
+        table.add_column(col)
+    for c in caps:
+        table.add_row(c["tag"], c["name"] or "-", c["description"] or "-", c["protocol"] or "-")
+    return table
+
+
+@app.command()
+def lookup(agent: Agent, json_out: Json = False) -> None:
+    """Find an agent by ID in the DHT and show its signed record (addresses, capabilities)."""
+    record = client_call(lambda c: c.lookup(agent))
+    if json_out:
+        emit_json(record)
+        return
+    console.print(f"[bold]{record['agent_id']}[/bold] [green](record signature verified)[/green]")
+    grid = Table.grid(padding=(0, 2))
+    rows = [
+        ("addresses", ", ".join(record["addresses"]) or "-"),
+        ("relays", ", ".join(record["relays"]) or "-"),
+        ("protocol versions", ", ".join(str(v) for v in record["versions"]) or "-"),
+        ("sequence", str(record["sequence"])),
+        ("issued", fmt_time(record["issued"])),
+        ("expires", fmt_time(record["expires"])),
+        ("operational key", f"#{record['key_serial']}, expires {fmt_time(record['key_expires'])}"),
+    ]
+    for name, value in rows:
+        grid.add_row(f"[bold]{name}[/bold]", value)
+    console.print(grid)
+    caps = record["capabilities"]
+    if caps:
+        console.print(_capability_table(caps, "capabilities"))
+    else:
+        console.print("no capabilities advertised")
+
+
+@app.command()
+def find(
+    capability: Annotated[
+        str,
+        typer.Option(
+            "--capability",
+            "-c",
+            help="Capability tag to search for (lowercase a-z 0-9 . _ - /).",
+            callback=_tag_arg,
+        ),
+    ],
+    json_out: Json = False,
+) -> None:
+    """Find agents that advertise a capability (search the DHT; records are verified)."""
+    agents = client_call(lambda c: c.find(capability))
+    if json_out:
+        emit_json(agents)
+        return
+    if not agents:
+        console.print(f"no agent advertises capability {capability!r} (searched the DHT)")
+        return
+    table = Table(title=f"agents advertising {capability!r}", title_justify="left")
+    table.add_column("agent", no_wrap=True, min_width=52)  # in full: ready to copy
+    for col in ("name", "description", "addresses"):
+        table.add_column(col, overflow="fold")
+    for record in agents:
+        cap = next((c for c in record["capabilities"] if c["tag"] == capability), None)
+        table.add_row(
+            record["agent_id"],
+            (cap or {}).get("name") or "-",
+            (cap or {}).get("description") or "-",
+            ", ".join(record["addresses"]) or "-",
+        )
+    console.print(table)
+
+
+@capability_app.command("add")
+def capability_add(
+    tag: Tag,
+    name: Annotated[str, typer.Option("--name", help="Human-readable name.")] = "",
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="What the agent does for others.")
+    ] = "",
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="Stream protocol or API that serves it.")
+    ] = "",
+    json_out: Json = False,
+) -> None:
+    """Advertise a capability (replaces one with the same tag); the record is republished."""
+    cap = client_call(
+        lambda c: c.add_capability(tag, name=name, description=description, protocol=protocol)
+    )
+    if json_out:
+        emit_json(cap)
+        return
+    console.print(
+        f"advertising capability {cap['tag']!r}; the agent record is being republished "
+        "(others find it with `swarmlink find --capability " + cap["tag"] + "`)"
+    )
+
+
+@capability_app.command("list")
+def capability_list(json_out: Json = False) -> None:
+    """List the capabilities this agent advertises."""
+    caps = client_call(lambda c: c.capabilities())
+    if _listing(
+        caps,
+        json_out,
+        "this agent advertises no capabilities: add one with `swarmlink capability add TAG`",
+    ):
+        return
+    console.print(_capability_table(caps))
+
+
+@capability_app.command("remove")
+def capability_remove(tag: Tag) -> None:
+    """Stop advertising a capability; the record is republished."""
+    client_call(lambda c: c.remove_capability(tag))
+    console.print(f"capability {tag!r} removed; the agent record is being republished")
 
 
 # ---- messages and files -------------------------------------------------------------------

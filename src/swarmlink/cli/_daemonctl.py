@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import NodeNotRunning, SwarmlinkError
@@ -63,7 +64,13 @@ def _spawn(args: list[str], stderr_path: Path) -> subprocess.Popen[bytes]:
 
 
 async def start_background(
-    home: Path, listen: tuple[tuple[str, int], ...], log_level: str
+    home: Path,
+    listen: tuple[tuple[str, int], ...],
+    log_level: str,
+    *,
+    bootstrap: Sequence[str] = (),
+    advertise: Sequence[str] = (),
+    mdns: bool = True,
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -72,6 +79,12 @@ async def start_background(
     args = [sys.executable, "-m", "swarmlink.daemon", "--home", str(home), "--log-level", log_level]
     for host, port in listen:
         args += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    for peer in bootstrap:
+        args += ["--bootstrap", peer]
+    for address in advertise:
+        args += ["--advertise", address]
+    if not mdns:
+        args.append("--no-mdns")
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import h11
 
@@ -72,6 +72,26 @@ def _field(value: Any, key: str) -> Any:
     if not isinstance(value, dict) or key not in value:
         raise bad_response(f"expected an object with {key!r}")
     return value[key]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise bad_response(f"expected an object, got {str(value)[:100]}")
+    return value
+
+
+def _objects(value: Any, key: str) -> list[dict[str, Any]]:
+    items = _field(value, key)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise bad_response(f"expected {{{key!r}: [objects]}}")
+    return items
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment (percent-encoded; capability tags may hold ``/``)."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"expected a string, not {value!r}")
+    return quote(value, safe="")
 
 
 def _local_file(path: str | os.PathLike[str]) -> str:
@@ -347,6 +367,43 @@ class Client:
 
     async def trust_list(self) -> list[TrustedPeer]:
         return _models(TrustedPeer, await self._call("GET", "/v1/trust/list"), "trusted")
+
+    # ---- DHT: agent records and capabilities -------------------------------------------------
+
+    async def lookup(self, agent_id: str) -> dict[str, Any]:
+        """The verified DHT record of ``agent_id`` (a fresh lookup): ``agent_id``,
+        ``addresses``, ``relays``, ``versions``, ``capabilities`` (``tag``, ``name``,
+        ``description``, ``protocol``), ``sequence``, ``issued``, ``expires``,
+        ``key_serial``, ``key_expires``. :class:`NotFound` if the network has none."""
+        return _object(await self._call("GET", f"/v1/lookup/{_segment(agent_id)}"))
+
+    async def find(self, capability: str) -> list[dict[str, Any]]:
+        """Verified records (as :meth:`lookup` returns them) of the agents that advertise
+        the capability tag ``capability``; empty if none does."""
+        query = urlencode({"capability": capability})
+        return _objects(await self._call("GET", f"/v1/find?{query}"), "agents")
+
+    async def capabilities(self) -> list[dict[str, Any]]:
+        """The capabilities this agent advertises (``tag``, ``name``, ``description``,
+        ``protocol``)."""
+        return _objects(await self._call("GET", "/v1/capabilities"), "capabilities")
+
+    async def add_capability(
+        self, tag: str, *, name: str = "", description: str = "", protocol: str = ""
+    ) -> dict[str, Any]:
+        """Advertise a capability in this agent's DHT record (replaces one with the same
+        tag); the node republishes its record in the background."""
+        body = {"tag": tag, "name": name, "description": description, "protocol": protocol}
+        return _object(await self._call("POST", "/v1/capabilities", body))
+
+    async def remove_capability(self, tag: str) -> None:
+        """Stop advertising ``tag`` (:class:`NotFound` if it is not advertised)."""
+        await self._call("DELETE", f"/v1/capabilities/{_segment(tag)}")
+
+    async def dht_info(self) -> dict[str, Any]:
+        """The DHT's state: ``contacts``, ``records``, ``provider_records``, ``joined``,
+        ``bootstrap``, ``published_at``, ``advertised``, ``last_error``."""
+        return _object(await self._call("GET", "/v1/dht"))
 
     # ---- keys, lifecycle, events -------------------------------------------------------------
 

@@ -16,9 +16,17 @@ from ._http import (
     REQUEST_READ_TIMEOUT,
 )
 from ._main import main
-from ._nodeapi import NodeAPI, StreamAPI, StreamHandler
+from ._nodeapi import DhtAPI, JsonModelAPI, NodeAPI, StreamAPI, StreamHandler
 from ._routes import MAX_PING_COUNT, MAX_PING_INTERVAL
-from ._run import LOG_FILE_NAME, LOG_LEVELS, DaemonConfig, JsonLogFormatter, run_daemon
+from ._run import (
+    LOG_FILE_NAME,
+    LOG_LEVELS,
+    DaemonConfig,
+    JsonLogFormatter,
+    parse_advertise,
+    parse_bootstrap_peers,
+    run_daemon,
+)
 from ._server import (
     MAX_CONTROL_CONNECTIONS,
     PID_FILE_NAME,
@@ -54,12 +62,16 @@ __all__ = [
     "UPGRADE_PROTOCOL",
     "ControlServer",
     "DaemonConfig",
+    "DhtAPI",
     "JsonLogFormatter",
+    "JsonModelAPI",
     "NodeAPI",
     "StreamAPI",
     "StreamHandler",
     "check_no_daemon",
     "main",
+    "parse_advertise",
+    "parse_bootstrap_peers",
     "run_daemon",
     "serve",
 ]

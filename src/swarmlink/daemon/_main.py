@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..errors import InvalidArgument
 from ..runtime.config import DEFAULT_PORT, parse_hostport, resolve_home
-from ._run import LOG_LEVELS, DaemonConfig, run_daemon
+from ._run import LOG_LEVELS, DaemonConfig, parse_advertise, parse_bootstrap_peers, run_daemon
 
 __all__ = ["main"]
 
@@ -28,6 +28,28 @@ def _parser() -> argparse.ArgumentParser:
         help=f"peer-to-peer listen address, repeatable (default: 0.0.0.0:{DEFAULT_PORT}; "
         "port 0 picks a free port)",
     )
+    parser.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="AGENT@HOST:PORT",
+        help="DHT node to join the network through, repeatable (none: this node starts "
+        "its own network, or finds one on the LAN with mDNS)",
+    )
+    parser.add_argument(
+        "--advertise",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="address to publish in this agent's DHT record instead of the listen "
+        "addresses, repeatable (e.g. the public address in front of a NAT)",
+    )
+    parser.add_argument(
+        "--no-mdns",
+        dest="mdns",
+        action="store_false",
+        help="do not discover or announce nodes on the LAN with mDNS (multicast)",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -41,7 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_hostport(text, default_port=DEFAULT_PORT)
             for text in (args.listen or [f"0.0.0.0:{DEFAULT_PORT}"])
         )
+        bootstrap = parse_bootstrap_peers(args.bootstrap)
+        advertise = parse_advertise(args.advertise)
     except InvalidArgument as exc:
         parser.error(str(exc))
-    config = DaemonConfig(home=resolve_home(args.home), listen=listen, log_level=args.log_level)
+    config = DaemonConfig(
+        home=resolve_home(args.home),
+        listen=listen,
+        log_level=args.log_level,
+        bootstrap=bootstrap,
+        advertise=advertise,
+        mdns=args.mdns,
+    )
     return run_daemon(config)

@@ -25,7 +25,45 @@ from ..runtime.model import (
     TrustedPeer,
 )
 
-__all__ = ["NodeAPI", "StreamAPI", "StreamHandler"]
+__all__ = ["DhtAPI", "JsonModelAPI", "NodeAPI", "StreamAPI", "StreamHandler"]
+
+
+class JsonModelAPI(Protocol):
+    """A result the control API sends as JSON (an agent record, a capability)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object sent to clients."""
+        ...
+
+
+class DhtAPI(Protocol):
+    """The node's DHT (see :class:`swarmlink.runtime._dhtsvc.DhtService`)."""
+
+    async def resolve(self, agent_id: str, *, fresh: bool = False) -> JsonModelAPI:
+        """The verified record of ``agent_id`` (NotFound if the network has none)."""
+        ...
+
+    async def find(self, tag: str) -> Sequence[JsonModelAPI]:
+        """Verified records of the agents advertising capability ``tag``."""
+        ...
+
+    async def add_capability(
+        self, tag: str, *, name: str = "", description: str = "", protocol: str = ""
+    ) -> JsonModelAPI:
+        """Advertise a capability (replacing one with the same tag) and republish."""
+        ...
+
+    async def remove_capability(self, tag: str) -> None:
+        """Stop advertising ``tag`` (NotFound if not advertised) and republish."""
+        ...
+
+    def capabilities(self) -> Sequence[JsonModelAPI]:
+        """The capabilities this agent advertises."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Routing table and record store sizes, join state, bootstrap peers, ..."""
+        ...
 
 
 class StreamAPI(Protocol):
@@ -68,6 +106,9 @@ class NodeAPI(Protocol):
 
     agent_id: str
     home: Path
+
+    @property
+    def dht(self) -> DhtAPI: ...
 
     def status(self) -> NodeStatus: ...
 

@@ -13,8 +13,12 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
+from ..dht import MAX_CAPABILITY_TAG, capability_key
+from ..dht._records import MAX_CAPABILITY_TEXT
 from ..errors import InvalidArgument
+from ..identity import validate_agent_id
 from ._args import Args, parse_json_body, parse_query
 from ._errors import error_body, error_object, error_status
 from ._http import HttpConnection, Request
@@ -99,6 +103,15 @@ class Router:
         add("/v1/trust/pending", GET=n(lambda: {"pending": node.pending_trust()}))
         add("/v1/trust/list", GET=n(lambda: {"trusted": node.trusted_peers()}))
         add("/v1/key/rotate", POST=n(node.rotate_key))
+        add("/v1/lookup/(?P<agent>[^/]*)", GET=self._lookup)
+        add("/v1/find", GET=self._find, query=True)
+        add(
+            "/v1/capabilities",
+            GET=n(lambda: {"capabilities": node.dht.capabilities()}),
+            POST=u(self._add_capability),
+        )
+        add("/v1/capabilities/(?P<tag>.*)", DELETE=self._remove_capability)
+        add("/v1/dht", GET=n(lambda: node.dht.info()))
         add("/v1/shutdown", POST=self._shutdown)
         add("/v1/events", GET=self._events)
         add("/v1/streams", POST=self._open_stream)
@@ -233,6 +246,37 @@ class Router:
 
         return route
 
+    # ---- DHT ---------------------------------------------------------------------------
+
+    async def _lookup(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
+        agent_id = validate_agent_id(_path_param(params["agent"]))
+        record = await self.node.dht.resolve(agent_id, fresh=True)
+        await http.respond_json(200, _jsonable(record))
+
+    async def _find(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
+        q = Args(parse_query(req.query), query=True)
+        tag = _capability_tag(q.text("capability", max_len=MAX_CAPABILITY_TAG))
+        q.done()
+        records = await self.node.dht.find(tag)
+        await http.respond_json(200, {"agents": _jsonable(list(records))})
+
+    def _add_capability(self, a: Args) -> Awaitable[Any]:
+        tag = _capability_tag(a.text("tag", max_len=MAX_CAPABILITY_TAG))
+        name = a.text("name", "", max_len=MAX_CAPABILITY_TEXT)
+        description = a.text("description", "", max_len=MAX_CAPABILITY_TEXT)
+        protocol = a.text("protocol", "", max_len=MAX_CAPABILITY_TEXT)
+        a.done()
+        return self.node.dht.add_capability(
+            tag, name=name, description=description, protocol=protocol
+        )
+
+    async def _remove_capability(
+        self, http: HttpConnection, req: Request, params: dict[str, str]
+    ) -> None:
+        tag = _capability_tag(_path_param(params["tag"]))
+        await self.node.dht.remove_capability(tag)
+        await http.respond_json(200, {"ok": True})
+
     async def _shutdown(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
         Args(parse_json_body(req.body)).done()
         http.keep_alive = False
@@ -323,6 +367,22 @@ class Router:
         a.done()
         _upgrade_required(req)
         await self.hub.attach(http, token)
+
+
+def _path_param(text: str) -> str:
+    """A percent-decoded path segment (capability tags may contain ``/``)."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"bad percent-encoding in the path: {text[:100]!r}") from None
+
+
+def _capability_tag(tag: str) -> str:
+    """``tag`` if it is a valid capability tag (InvalidArgument says what is allowed)."""
+    if len(tag) > MAX_CAPABILITY_TAG:
+        raise InvalidArgument(f"a capability tag is 1 to {MAX_CAPABILITY_TAG} characters")
+    capability_key(tag)
+    return tag
 
 
 async def _trust_state(agent_id: str, call: Awaitable[str]) -> dict[str, Any]:

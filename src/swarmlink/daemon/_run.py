@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,15 @@ from typing import Any
 from ..errors import InvalidArgument, LocalError, SwarmlinkError
 from ._server import PID_FILE_NAME, SOCKET_NAME, check_no_daemon, serve
 
-__all__ = ["LOG_FILE_NAME", "LOG_LEVELS", "DaemonConfig", "JsonLogFormatter", "run_daemon"]
+__all__ = [
+    "LOG_FILE_NAME",
+    "LOG_LEVELS",
+    "DaemonConfig",
+    "JsonLogFormatter",
+    "parse_advertise",
+    "parse_bootstrap_peers",
+    "run_daemon",
+]
 
 log = logging.getLogger("swarmlink.daemon")
 
@@ -31,11 +40,55 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    """What ``python -m swarmlink.daemon`` runs: a node home, listen addresses, log level."""
+    """What ``python -m swarmlink.daemon`` runs: a node home, listen addresses, log level,
+    DHT bootstrap peers (``AGENT@HOST:PORT``), advertised addresses (``HOST:PORT``) and
+    whether to discover peers on the LAN with mDNS (on unless ``--no-mdns``).
+
+    Validate ``bootstrap`` and ``advertise`` with :func:`parse_bootstrap_peers` and
+    :func:`parse_advertise` first (the command line does).
+    """
 
     home: Path
     listen: tuple[tuple[str, int], ...]
     log_level: str = "info"
+    bootstrap: tuple[str, ...] = ()
+    advertise: tuple[str, ...] = ()
+    mdns: bool = True
+
+
+def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
+    """Validate ``AGENT@HOST:PORT`` bootstrap peers; InvalidArgument names the bad one."""
+    from ..runtime._dhtsvc import parse_bootstrap
+
+    out: list[str] = []
+    for text in values:
+        agent, address = parse_bootstrap(text)
+        out.append(f"{agent}@{address}")
+    return tuple(dict.fromkeys(out))
+
+
+def parse_advertise(values: Iterable[str]) -> tuple[str, ...]:
+    """Validate ``HOST:PORT`` addresses to publish in the agent record (instead of the
+    bound ones): a concrete host and a non-zero port, at most the record's limit."""
+    from ..dht._records import MAX_RECORD_ADDRESSES, check_address
+    from ..wire.address import format_hostport, parse_hostport
+
+    out: list[str] = []
+    for text in values:
+        stripped = text.strip()
+        host, port = parse_hostport(stripped)
+        if stripped.startswith(":") or host in ("0.0.0.0", "::") or port == 0:
+            raise InvalidArgument(
+                f"bad advertised address {text!r}: expected HOST:PORT with the host and "
+                "port peers can reach (not a wildcard, not port 0)"
+            )
+        out.append(check_address(format_hostport(host, port)))
+    addresses = tuple(dict.fromkeys(out))
+    if len(addresses) > MAX_RECORD_ADDRESSES:
+        raise InvalidArgument(
+            f"at most {MAX_RECORD_ADDRESSES} advertised addresses (got {len(addresses)})"
+        )
+    return addresses
 
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
@@ -137,9 +190,23 @@ async def _run(config: DaemonConfig) -> int:
 
         log.info(
             "daemon starting",
-            extra={"home": str(home), "listen": [f"{h}:{p}" for h, p in config.listen]},
+            extra={
+                "home": str(home),
+                "listen": [f"{h}:{p}" for h, p in config.listen],
+                "bootstrap": list(config.bootstrap),
+                "advertise": list(config.advertise),
+                "mdns": config.mdns,
+            },
         )
-        node = await Node.start(NodeConfig(home=home, listen=config.listen))
+        node = await Node.start(
+            NodeConfig(
+                home=home,
+                listen=config.listen,
+                bootstrap=config.bootstrap,
+                advertise=config.advertise,
+                mdns=config.mdns,
+            )
+        )
         _release_startup_memory()
         try:
             await serve(node, socket_path, stop)
