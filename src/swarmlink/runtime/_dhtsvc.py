@@ -122,7 +122,7 @@ class DhtService:
     def close(self) -> None:
         """Persist what changed (called by Node.close before the database closes)."""
         with contextlib.suppress(Exception):
-            self._persist(contacts=True)
+            self._persist(contacts=True, providers=True)
 
     @property
     def joined(self) -> bool:
@@ -172,7 +172,9 @@ class DhtService:
         self.store.take_changes()
         self._contacts_dirty = False
 
-    def _persist(self, *, contacts: bool = False) -> None:
+    def _persist(self, *, contacts: bool = False, providers: bool = False) -> None:
+        """Write changed records; provider records and the routing table only when asked
+        (maintenance rounds, when they changed, and shutdown)."""
         db = self.node.db
         changes = self.store.take_changes()
         with db.transaction():
@@ -185,14 +187,14 @@ class DhtService:
                         "VALUES (?, ?, ?)",
                         (agent_id, record.expires, record.encode()),
                     )
-            db.execute("DELETE FROM dht_providers")
-            for key, agent_id, data, expires in self.core.provider_entries():
-                db.execute(
+            if providers:
+                db.execute("DELETE FROM dht_providers")
+                db.executemany(
                     "INSERT INTO dht_providers (key, agent_id, expires, record) "
                     "VALUES (?, ?, ?, ?)",
-                    (key, agent_id, expires, data),
+                    [(k, a, exp, data) for k, a, data, exp in self.core.provider_entries()],
                 )
-            if contacts or self._contacts_dirty:
+            if contacts:
                 db.execute("DELETE FROM dht_contacts")
                 now = time.time()
                 for contact in self.core.table.contacts():
@@ -589,7 +591,7 @@ class DhtService:
             try:
                 self.store.expire(now)
                 self.core.expire(now)
-                self._persist()
+                self._persist(contacts=self._contacts_dirty, providers=True)
                 if not self._joined.is_set() and self.bootstrap:
                     await self.join()
                     continue

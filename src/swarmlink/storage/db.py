@@ -184,6 +184,9 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, params)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, rows)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()
 
