@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from conftest import FakeDht
 from fake_node import AGENT_B, FakeNode
 from helpers import wait_until as wait_for
 
@@ -62,7 +63,15 @@ def home() -> Iterator[Path]:
 
 @pytest.fixture
 async def node(home: Path) -> FakeNode:
-    return FakeNode(home)
+    fake = FakeNode(home)
+    fake.dht = FakeDht(fake.agent_id)  # type: ignore[attr-defined]
+    return fake
+
+
+@pytest.fixture
+def dht(node: FakeNode) -> FakeDht:
+    value: FakeDht = node.dht  # type: ignore[attr-defined]
+    return value
 
 
 @pytest.fixture
@@ -140,6 +149,70 @@ async def test_every_request_response_method(client: Client, node: FakeNode) -> 
         assert isinstance(bench, BenchResult) and bench.bytes == 4096
         assert (await c.rotate_key())["operational_key_serial"] == 2
         assert await c.trust_revoke(AGENT_B) == "revoked"
+
+
+# Valid agent IDs (the DHT routes check them; FakeNode's AGENT_B is not one).
+AGENT_P = "b" * 51 + "q"
+AGENT_C = "c" * 51 + "a"
+
+
+async def test_dht_methods(client: Client, node: FakeNode, dht: FakeDht) -> None:
+    from swarmlink.dht._records import Capability
+
+    dht.add_agent(AGENT_P, "192.0.2.7:7420", capabilities=[Capability("translate", "T", "d")])
+    async with client as c:
+        record = await c.lookup(AGENT_P)
+        assert record["agent_id"] == AGENT_P and record["addresses"] == ["192.0.2.7:7420"]
+        assert record["capabilities"][0]["description"] == "d"
+        assert dht.resolved == [(AGENT_P, True)]
+
+        assert await c.capabilities() == []
+        cap = await c.add_capability("translate", name="Tr", description="EN→FR", protocol="/t")
+        assert cap == {"tag": "translate", "name": "Tr", "description": "EN→FR", "protocol": "/t"}
+        assert await c.add_capability("llm/chat") == {
+            "tag": "llm/chat",
+            "name": "",
+            "description": "",
+            "protocol": "",
+        }
+        assert [x["tag"] for x in await c.capabilities()] == ["llm/chat", "translate"]
+
+        found = await c.find("translate")
+        assert [a["agent_id"] for a in found] == sorted([AGENT_P, node.agent_id])
+        assert await c.find("llm/chat") == [await c.lookup(node.agent_id)]
+        assert await c.find("nobody") == []
+
+        await c.remove_capability("llm/chat")  # a tag with '/' in the path
+        assert [x["tag"] for x in await c.capabilities()] == ["translate"]
+
+        info = await c.dht_info()
+        assert info["contacts"] == 1 and info["joined"] is True
+        assert set(info) >= {"records", "provider_records", "bootstrap", "published_at"}
+
+
+async def test_dht_errors(client: Client, dht: FakeDht) -> None:
+    with pytest.raises(NotFound, match=f"agent {AGENT_C} was not found in the DHT"):
+        await client.lookup(AGENT_C)
+    with pytest.raises(InvalidArgument, match="not an agent ID"):
+        await client.lookup("nobody")
+    with pytest.raises(InvalidArgument, match="agent ID"):
+        await client.lookup("")
+    with pytest.raises(InvalidArgument, match="lowercase"):
+        await client.find("Bad Tag")
+    with pytest.raises(InvalidArgument, match="1 to 64 characters"):
+        await client.find("")
+    with pytest.raises(InvalidArgument, match="lowercase"):
+        await client.add_capability("UPPER")
+    with pytest.raises(InvalidArgument, match="longer than 256"):
+        await client.add_capability("ok", description="x" * 300)
+    with pytest.raises(NotFound, match="does not advertise capability 'absent'"):
+        await client.remove_capability("absent")
+    with pytest.raises(InvalidArgument, match="lowercase"):
+        await client.remove_capability("a b")
+    dht.fail("find", NetworkError("the DHT did not answer"))
+    with pytest.raises(NetworkError, match="the DHT did not answer"):
+        await client.find("x")
+    assert dht.caps == {}
 
 
 async def test_client_is_exported_lazily_from_the_package(home: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import h11
 import pytest
+from conftest import FakeDht
 from fake_node import AGENT_B, FakeNode
 from helpers import wait_until as wait_for
 
@@ -76,7 +77,15 @@ def home() -> Iterator[Path]:
 
 @pytest.fixture
 async def node(home: Path) -> FakeNode:
-    return FakeNode(home)
+    fake = FakeNode(home)
+    fake.dht = FakeDht(fake.agent_id)  # type: ignore[attr-defined]
+    return fake
+
+
+@pytest.fixture
+def dht(node: FakeNode) -> FakeDht:
+    value: FakeDht = node.dht  # type: ignore[attr-defined]
+    return value
 
 
 @pytest.fixture
@@ -364,6 +373,170 @@ async def test_not_found_and_state_errors_from_the_node(server: ControlServer) -
         "message": f"no trust with {AGENT_B}",
         "code": None,
     }
+
+
+# ---- DHT: lookup, find, capabilities ---------------------------------------------------------
+
+# Valid agent IDs (FakeNode's AGENT_P is not one: the DHT routes check IDs).
+AGENT_P = "b" * 51 + "q"
+AGENT_C = "c" * 51 + "a"
+
+
+async def test_dht_routes(server: ControlServer, node: FakeNode, dht: FakeDht) -> None:
+    from swarmlink.dht._records import Capability
+
+    sock = server.socket_path
+    conn = await Conn.open(sock)
+    try:
+
+        async def ok(method: str, target: str, body: Any = None) -> Any:
+            reply = await conn.request(method, target, body)
+            assert reply.status == 200, reply.body
+            assert reply.headers["content-type"] == "application/json"
+            return reply.json()
+
+        dht.add_agent(AGENT_P, "192.0.2.7:7420", capabilities=[Capability("translate", "T")])
+        record = await ok("GET", f"/v1/lookup/{AGENT_P}")
+        assert record["agent_id"] == AGENT_P and record["addresses"] == ["192.0.2.7:7420"]
+        assert record["capabilities"] == [
+            {"tag": "translate", "name": "T", "description": "", "protocol": ""}
+        ]
+        assert set(record) == {
+            "agent_id",
+            "addresses",
+            "relays",
+            "versions",
+            "capabilities",
+            "sequence",
+            "issued",
+            "expires",
+            "key_serial",
+            "key_expires",
+        }
+        assert dht.resolved == [(AGENT_P, True)]  # always a fresh lookup
+        assert (await ok("GET", f"/v1/lookup/{node.agent_id}"))["agent_id"] == node.agent_id
+
+        assert await ok("GET", "/v1/capabilities") == {"capabilities": []}
+        cap = await ok(
+            "POST",
+            "/v1/capabilities",
+            {"tag": "translate", "name": "Translator", "description": "EN→FR", "protocol": "/t/1"},
+        )
+        assert cap == {
+            "tag": "translate",
+            "name": "Translator",
+            "description": "EN→FR",
+            "protocol": "/t/1",
+        }
+        minimal = await ok("POST", "/v1/capabilities", {"tag": "llm/chat"})
+        assert minimal == {"tag": "llm/chat", "name": "", "description": "", "protocol": ""}
+        listed = (await ok("GET", "/v1/capabilities"))["capabilities"]
+        assert [c["tag"] for c in listed] == ["llm/chat", "translate"]
+
+        found = (await ok("GET", "/v1/find?capability=translate"))["agents"]
+        assert [a["agent_id"] for a in found] == sorted([AGENT_P, node.agent_id])
+        assert await ok("GET", "/v1/find?capability=nobody") == {"agents": []}
+
+        # Tags may hold '/': percent-encoded or not, the path names the whole tag.
+        assert await ok("DELETE", "/v1/capabilities/llm%2Fchat") == {"ok": True}
+        await ok("POST", "/v1/capabilities", {"tag": "llm/chat"})
+        assert await ok("DELETE", "/v1/capabilities/llm/chat") == {"ok": True}
+        assert [c["tag"] for c in (await ok("GET", "/v1/capabilities"))["capabilities"]] == [
+            "translate"
+        ]
+
+        info = await ok("GET", "/v1/dht")
+        assert info["joined"] is True and info["contacts"] == 1
+        assert info["advertised"] == ["127.0.0.1:7420"]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body", "status", "type_", "fragment"),
+    [
+        ("GET", f"/v1/lookup/{AGENT_C}", None, 404, "NotFound", f"agent {AGENT_C} was not found"),
+        ("GET", "/v1/lookup/not-an-agent", None, 400, "InvalidArgument", "not an agent ID"),
+        ("GET", "/v1/lookup/", None, 400, "InvalidArgument", "agent ID"),
+        ("GET", f"/v1/lookup/{AGENT_C}?fresh=0", None, 400, "InvalidArgument", "no query"),
+        ("POST", f"/v1/lookup/{AGENT_C}", None, 405, "InvalidArgument", "GET"),
+        ("GET", "/v1/find", None, 400, "InvalidArgument", "missing required parameter"),
+        ("GET", "/v1/find?capability=", None, 400, "InvalidArgument", "1 to 64 characters"),
+        ("GET", "/v1/find?capability=Bad%20Tag", None, 400, "InvalidArgument", "lowercase"),
+        ("GET", f"/v1/find?capability={'x' * 65}", None, 400, "InvalidArgument", "64"),
+        ("GET", "/v1/find?capability=a&x=1", None, 400, "InvalidArgument", "unknown parameter"),
+        ("POST", "/v1/capabilities", {}, 400, "InvalidArgument", "missing required field 'tag'"),
+        ("POST", "/v1/capabilities", {"tag": "UP"}, 400, "InvalidArgument", "lowercase"),
+        ("POST", "/v1/capabilities", {"tag": 3}, 400, "InvalidArgument", "must be a string"),
+        (
+            "POST",
+            "/v1/capabilities",
+            {"tag": "ok", "description": "d" * 257},
+            400,
+            "InvalidArgument",
+            "longer than 256",
+        ),
+        (
+            "POST",
+            "/v1/capabilities",
+            {"tag": "ok", "description": "bell\a"},
+            400,
+            "InvalidArgument",
+            "unprintable",
+        ),
+        ("POST", "/v1/capabilities", {"tag": "ok", "nam": "x"}, 400, "InvalidArgument", "'nam'"),
+        (
+            "DELETE",
+            "/v1/capabilities/absent",
+            None,
+            404,
+            "NotFound",
+            "does not advertise capability 'absent'",
+        ),
+        ("DELETE", "/v1/capabilities/Bad", None, 400, "InvalidArgument", "lowercase"),
+        ("DELETE", "/v1/capabilities/%ff", None, 400, "InvalidArgument", "percent-encoding"),
+        ("DELETE", "/v1/capabilities", None, 405, "InvalidArgument", "GET, POST"),
+        ("GET", "/v1/dht?x=1", None, 400, "InvalidArgument", "no query"),
+    ],
+)
+async def test_dht_route_errors(
+    server: ControlServer,
+    dht: FakeDht,
+    method: str,
+    target: str,
+    body: Any,
+    status: int,
+    type_: str,
+    fragment: str,
+) -> None:
+    reply = await call(server.socket_path, method, target, body)
+    assert reply.status == status, reply.body
+    assert reply.error["type"] == type_, reply.error
+    assert fragment in reply.error["message"], reply.error["message"]
+    assert dht.caps == {}  # nothing happened
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "exc", "status"),
+    [
+        ("GET", f"/v1/lookup/{AGENT_P}", NotFound("this node knows no other DHT node yet"), 404),
+        ("GET", "/v1/find?capability=x", NetworkError("no answer"), 504),
+        ("POST", "/v1/capabilities", InvalidArgument("the agent record is too big"), 400),
+        ("GET", "/v1/dht", RuntimeError("boom"), 500),
+    ],
+)
+async def test_dht_errors_from_the_node_map_to_status(
+    server: ControlServer, dht: FakeDht, method: str, target: str, exc: Exception, status: int
+) -> None:
+    name = {"lookup": "resolve", "find": "find", "capabilities": "add_capability", "dht": "info"}
+    dht.fail(name[target.split("/")[2].split("?")[0]], exc)
+    body = {"tag": "t"} if method == "POST" else None
+    reply = await call(server.socket_path, method, target, body)
+    assert reply.status == status, reply.body
+    if status == 500:
+        assert reply.error["type"] == "InternalError"
+    else:
+        assert reply.error == {"type": type(exc).__name__, "message": str(exc), "code": None}
 
 
 # ---- bad requests -----------------------------------------------------------------------------
@@ -960,6 +1133,43 @@ def test_main_rejects_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -
     assert "not a number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--bootstrap", "nonsense"], "expected AGENT_ID@HOST:PORT"),
+        (["--bootstrap", f"{AGENT_P}@127.0.0.1:0"], "port must not be 0"),
+        (["--bootstrap", "short@127.0.0.1:7420"], "not an agent ID"),
+        (["--advertise", "0.0.0.0:7420"], "not a wildcard"),
+        (["--advertise", "example.org:0"], "not port 0"),
+        (["--advertise", "example.org:x"], "not a number"),
+    ],
+)
+def test_main_rejects_bad_dht_options(
+    capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", "/tmp/unused-home", *args])
+    assert exit_info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_main_passes_dht_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarmlink.daemon import DaemonConfig, _main
+
+    seen: list[DaemonConfig] = []
+    monkeypatch.setattr(_main, "run_daemon", lambda config: seen.append(config) or 0)
+    assert main(["--home", "/tmp/unused-home"]) == 0
+    assert seen[-1].mdns is True and seen[-1].bootstrap == () and seen[-1].advertise == ()
+    argv = ["--home", "/tmp/unused-home", "--no-mdns", "--bootstrap", f" {AGENT_P}@[::1]:7420 "]
+    argv += ["--bootstrap", f"{AGENT_P}@127.0.0.1:7421"]
+    argv += ["--advertise", "203.0.113.5:7420", "--advertise", "[2001:db8::1]:7420"]
+    assert main(argv) == 0
+    config = seen[-1]
+    assert config.mdns is False
+    assert config.bootstrap == (f"{AGENT_P}@[::1]:7420", f"{AGENT_P}@127.0.0.1:7421")
+    assert config.advertise == ("203.0.113.5:7420", "[2001:db8::1]:7420")
+
+
 # Runs the daemon entry point with the fake node standing in for swarmlink.runtime.node.
 _FAKE_LAUNCHER = """
 import sys, types
@@ -997,7 +1207,7 @@ def test_daemon_process_lifecycle(home: Path, launcher: str, stop_with: str) -> 
         entry = [sys.executable, "-c", _FAKE_LAUNCHER, str(Path(__file__).parent)]
     else:
         entry = [sys.executable, "-m", "swarmlink.daemon"]
-    cmd = [*entry, "--home", str(home), "--listen", "127.0.0.1:0"]
+    cmd = [*entry, "--home", str(home), "--listen", "127.0.0.1:0", "--no-mdns"]
     # Leftovers of a daemon killed with -9: a stale socket and an unlocked pid file.
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(home / "control.sock"))
