@@ -36,6 +36,7 @@ from ..dht import (
     decode_response,
     node_id,
 )
+from ..dht._messages import MAX_CONTACT_ADDRESSES
 from ..dht._records import AgentRecord, Capability, RecordStore
 from ..errors import (
     ErrorCode,
@@ -105,9 +106,12 @@ class DhtService:
         self._publishing: asyncio.Task[Any] | None = None
         self._joining: asyncio.Task[Any] | None = None
         self._publish_again = False
+        self._pinging: set[str] = set()
         self._joined = asyncio.Event()
         self._contacts_dirty = True
         self.last_join_error = ""
+        #: Nodes that accepted our record or provider records in the last publication.
+        self.last_publish_stores = 0
         self.bootstrap = tuple(parse_bootstrap(b) for b in node.config.bootstrap)
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -242,7 +246,26 @@ class DhtService:
         contact = self.core.table.get(agent_id)
         out = list(contact.addresses) if contact is not None else []
         out += [a for a in self._hints.get(agent_id, ()) if a not in out]
-        return out
+        return out[:MAX_CONTACT_ADDRESSES]
+
+    def _observe(self, agent_id: str, addresses: Iterable[str]) -> None:
+        """Tell the routing table ``agent_id`` is alive; if its bucket is full, check the
+        least recently seen contact with a PING (Kademlia keeps it if it answers)."""
+        stale = self.core.observe(agent_id, tuple(addresses), time.time())
+        self._contacts_dirty = True
+        if stale is not None and stale not in self._pinging:
+            self._pinging.add(stale)
+            self.node.spawn(self._check_alive(stale), name="dht:ping")
+
+    async def _check_alive(self, agent_id: str) -> None:
+        try:
+            response = await self._query(agent_id, Query.PING, self.core.node_id)
+            alive = response.ok
+        except (SwarmlinkError, OSError, TimeoutError):
+            alive = False
+        finally:
+            self._pinging.discard(agent_id)
+        self.core.table.ping_result(agent_id, alive, time.time())
 
     async def request(
         self, agent_id: str, kind: Query, key: bytes, record: bytes | None = None
@@ -321,8 +344,7 @@ class DhtService:
                         self._hint(c.agent_id, c.addresses)
                         contacts.append(Peer(c.agent_id, node_id(c.agent_id)))
                     lookup.on_response(agent_id, contacts, now, value=value)
-                    self.core.observe(agent_id, self._addresses_of(agent_id), wall)
-                    self._contacts_dirty = True
+                    self._observe(agent_id, self._addresses_of(agent_id))
                 for dead in lookup.handle_timer(now):
                     self.core.table.failed(dead, wall)
         finally:
@@ -439,8 +461,7 @@ class DhtService:
         """A hint from outside the DHT (mDNS, a manual connect) about a node."""
         addresses = tuple(addresses)
         self._hint(agent_id, addresses)
-        self.core.observe(agent_id, addresses, time.time())
-        self._contacts_dirty = True
+        self._observe(agent_id, addresses)
         if not self._joined.is_set() and (self._joining is None or self._joining.done()):
             self._joining = self.node.spawn(self.join(), name="dht:join")
 
@@ -455,7 +476,7 @@ class DhtService:
             except SwarmlinkError as exc:
                 errors.append(f"{agent_id[:12]}@{address}: {exc}")
                 continue
-            self.core.observe(agent_id, [address], time.time())
+            self._observe(agent_id, [address])
         self.last_join_error = "; ".join(errors)
         if errors:
             log.warning("bootstrap peers failed", extra={"error": self.last_join_error})
@@ -554,10 +575,10 @@ class DhtService:
                 Request(Query.ADD_PROVIDER, 0, cap.key, record.encode()),
                 time.time(),
             )
-        self._published_at = time.time()
         self._published_addresses = record.addresses
         self._persist()
         if not len(self.core.table):
+            self._published_at = time.time()
             return record
         data = record.encode()
         targets = [(Query.STORE, node_id(self.node.agent_id))]
@@ -570,6 +591,8 @@ class DhtService:
                 return_exceptions=True,
             )
             stored += sum(1 for r in results if r is True)
+        self._published_at = time.time()
+        self.last_publish_stores = stored
         log.info(
             "published agent record",
             extra={"sequence": record.sequence, "stores": stored, "addresses": record.addresses},
@@ -593,14 +616,15 @@ class DhtService:
                 self.core.expire(now)
                 self._persist(contacts=self._contacts_dirty, providers=True)
                 if not self._joined.is_set() and self.bootstrap:
-                    await self.join()
+                    if self._joining is None or self._joining.done():
+                        self._joining = self.node.spawn(self.join(), name="dht:join")
                     continue
                 addresses = advertised_addresses(self.node)
                 if (
                     now - self._published_at > REPUBLISH_INTERVAL
                     or addresses != self._published_addresses
                 ):
-                    await self.publish()
+                    self.schedule_publish()
                 for index in self.core.table.stale_buckets(now)[:MAX_REFRESH_PER_ROUND]:
                     self.core.table.touch_bucket(index, now)
                     await self.closest(
