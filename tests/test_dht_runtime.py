@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_trusted, target, wait_until
+from helpers import target, wait_until
 
 from swarmlink.dht import DHT_PROTOCOL, Query, Request, Response, node_id
 from swarmlink.dht._records import AgentRecord
@@ -69,10 +69,33 @@ async def test_dial_by_id_alone(tmp_path: Path) -> None:
             await wait_until(lambda: a.connected(b.agent_id) is None, "closed")
         result = await a.ping(b.agent_id, interval=0)
         assert result.received == 1
-        # Trust requests and messages too.
-        await make_trusted(nodes[2], nodes[3])
-        receipt = await nodes[2].send_message(nodes[3].agent_id, "hello by id")
+        # Trust requests, messages and forwards too: nobody ever typed an address.
+        c, d = nodes[2], nodes[3]
+        assert await c.request_trust(d.agent_id, "by id") == "requested"
+        await wait_until(lambda: any(p.agent_id == c.agent_id for p in d.pending_trust()), "req")
+        await d.approve_trust(c.agent_id)
+        await wait_until(lambda: c.trust.is_trusted(d.agent_id), "trusted")
+        receipt = await c.send_message(d.agent_id, "hello by id")
         assert receipt.delivered
+
+        async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(await r.readexactly(5))
+            await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        d.expose(port)
+        live = c.connected(d.agent_id)
+        if live is not None:
+            live.close()
+        c.db.execute("DELETE FROM peers WHERE agent_id = ?", (d.agent_id,))
+        forward = await c.forward(0, d.agent_id, port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", forward.local_port)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        server.close()
     finally:
         await close_all(nodes)
 
