@@ -79,7 +79,16 @@ class Daemon:
         self.home, self.port = home, port
 
     def up(self) -> None:
-        run(self.home, "up", "--listen", f"127.0.0.1:{self.port}", "--log-level", "debug")
+        # Never mDNS in tests: no multicast from the test machine's network.
+        run(
+            self.home,
+            "up",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "debug",
+            "--no-mdns",
+        )
         status = run_json(self.home, "status")
         self.agent_id: str = status["agent_id"]
         self.pid: int = status["pid"]
@@ -150,7 +159,7 @@ def test_identity_status_and_side_by_side_nodes(pair: tuple[Daemon, Daemon]) -> 
     human = run(a.home, "status").stdout
     assert a.agent_id in human
     # A second `up` in the same home refuses clearly.
-    again = run(a.home, "up", "--listen", "127.0.0.1:0", check=False)
+    again = run(a.home, "up", "--listen", "127.0.0.1:0", "--no-mdns", check=False)
     assert again.returncode == 1 and "already running" in (again.stderr + again.stdout)
 
 
