@@ -38,6 +38,11 @@ async def main(home_a: str, home_b: str) -> None:
         receipt = await a.send_message(peer.agent_id, "hello from the SDK")
         print("message delivered:", receipt.delivered)
         print("B inbox:", [m.text for m in await b.inbox()])
+        # B advertises what it offers in its signed DHT record; others find it with
+        # ``await client.find("example.upper")`` (or ``swarmlink find -c example.upper``).
+        cap = await b.add_capability("example.upper", description="upper-cases a stream")
+        print("B advertises:", [c["tag"] for c in await b.capabilities()])
+        await b.remove_capability(cap["tag"])
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving

@@ -234,6 +234,8 @@ def test_sdk_attach_example_drives_two_daemons(pair: tuple[Daemon, Daemon]) -> N
     assert "reply: HELLO THROUGH TWO DAEMONS" in out.stdout
     assert "message delivered: True" in out.stdout
     assert "hello from the SDK" in out.stdout
+    assert "B advertises: ['example.upper']" in out.stdout
+    assert run_json(b.home, "capability", "list") == []
 
 
 class _Hello(BaseHTTPRequestHandler):
