@@ -55,7 +55,9 @@ async def test_thirty_daemons_resolve_each_other_by_id(tmp_path: Path) -> None:
         for i in range(1, NODES):
             procs.append(start(tmp_path / f"d{i}", boot))
             clients.append(Client(tmp_path / f"d{i}"))
-        statuses = [first] + [await ready(c, p) for c, p in zip(clients[1:], procs[1:], strict=True)]
+        statuses = [first] + [
+            await ready(c, p) for c, p in zip(clients[1:], procs[1:], strict=True)
+        ]
         agents = [s.agent_id for s in statuses]  # type: ignore[attr-defined]
         ports = [s.listen[0].rsplit(":", 1)[1] for s in statuses]  # type: ignore[attr-defined]
 
