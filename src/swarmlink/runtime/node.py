@@ -11,13 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..dht import DHT_PROTOCOL
 from ..errors import (
     ErrorCode,
@@ -30,13 +28,16 @@ from ..errors import (
     SwarmlinkError,
     VerificationFailed,
 )
-from ..identity import KeyStore, PeerIdentity, make_ssl_context, validate_agent_id, virtual_address
+from ..identity import KeyStore, PeerIdentity, make_ssl_context, validate_agent_id
 from ..session import SessionConfig
 from ..storage import Database
 from ..trust import TRUST_PROTOCOL, TrustBook
+from . import _info
 from . import events as ev
+from ._addresses import advertised_addresses
 from ._connection import PeerConnection
 from ._dhtsvc import DhtService
+from ._mdns import MdnsDiscovery
 from ._services import Services
 from ._stream import Stream
 from ._subscription import CLOSED, EventSubscription
@@ -117,7 +118,7 @@ class Node:
         self.services = Services(self)
         self._trustsvc = TrustService(self)
         self.dht = DhtService(self)
-        self._mdns: Any = None  # MdnsDiscovery when running
+        self._mdns: MdnsDiscovery | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -206,9 +207,10 @@ class Node:
         log.info("node stopped", extra={"agent_id": self.agent_id})
 
     async def _start_mdns(self) -> None:
-        from ._mdns import MdnsDiscovery
-
-        self._mdns = MdnsDiscovery(self.agent_id, self.listen_port, self.dht.observe)
+        hosts = [parse_hostport(a)[0] for a in advertised_addresses(self)]
+        self._mdns = MdnsDiscovery(
+            self.agent_id, self.listen_port, self.dht.observe, addresses=hosts
+        )
         try:
             await self._mdns.start()
         except Exception as exc:  # no multicast here: the node works without it
@@ -736,66 +738,17 @@ class Node:
         )
 
     def status(self) -> NodeStatus:
-        row = self.db.query_one("SELECT COUNT(*) FROM inbox")
-        cert = self.operational.certificate
-        return NodeStatus(
-            agent_id=self.agent_id,
-            virtual_address=str(self.identity.virtual_address),
-            listen=self.listen_addresses,
-            home=str(self.home),
-            pid=os.getpid(),
-            version=__version__,
-            uptime=time.time() - self._started,
-            peers_connected=len(self._conns),
-            trusted_peers=len(self.trust.trusted()),
-            pending_trust=sum(1 for p in self.trust.pending() if p.direction == "in"),
-            inbox_unread=int(row[0]) if row is not None else 0,
-            operational_key_serial=cert.serial,
-            operational_key_expires=float(cert.not_after),
-            dht_contacts=len(self.dht.core.table),
-            dht_records=len(self.dht.store),
-            dht_joined=self.dht.joined,
-            mdns=self._mdns is not None,
-        )
+        return _info.node_status(self)
 
     def identity_info(self) -> dict[str, Any]:
-        cert = self.operational.certificate
-        return {
-            "agent_id": self.agent_id,
-            "virtual_address": str(self.identity.virtual_address),
-            "identity_key": self.identity.public_key.hex(),
-            "operational_key": cert.operational_key.hex(),
-            "operational_key_serial": cert.serial,
-            "operational_key_expires": float(cert.not_after),
-        }
+        return _info.identity_info(self)
 
     def _peer_info(self, agent_id: str) -> PeerInfo:
-        conn = self.connected(agent_id)
-        row = self.db.query_one(
-            "SELECT addresses, last_seen FROM peers WHERE agent_id = ?", (agent_id,)
-        )
-        addresses = json.loads(row[0]) if row is not None else []
-        return PeerInfo(
-            agent_id=agent_id,
-            virtual_address=str(virtual_address(agent_id)),
-            connected=conn is not None,
-            trusted=self.trust.is_trusted(agent_id),
-            address=conn.address if conn is not None else (addresses[0] if addresses else None),
-            direction=conn.direction if conn is not None else None,
-            path="direct",
-            rtt_ms=None if conn is None or conn.rtt is None else conn.rtt * 1000,
-            streams=len(conn.streams) if conn is not None else 0,
-            last_seen=time.time() if conn is not None else (row[1] if row is not None else None),
-            user_agent=conn.user_agent if conn is not None else None,
-        )
+        return _info.peer_info(self, agent_id)
 
     def peers(self) -> list[PeerInfo]:
         """Connected, trusted and remembered peers."""
-        ids = set(self._conns) | {p.agent_id for p in self.trust.trusted()}
-        ids |= {r[0] for r in self.db.query("SELECT agent_id FROM peers")}
-        return sorted(
-            (self._peer_info(a) for a in ids), key=lambda p: (not p.connected, p.agent_id)
-        )
+        return _info.peers(self)
 
     def rotate_key(self) -> dict[str, Any]:
         """Replace the operational key; the agent ID, address and trust stay the same."""
@@ -807,4 +760,5 @@ class Node:
         self._server_ctx.load_cert_chain(cert_file, key_file)
         self._client_ctx.load_cert_chain(cert_file, key_file)
         log.info("operational key rotated", extra={"serial": self.operational.certificate.serial})
+        self.dht.schedule_publish()  # our record carries the operational certificate
         return self.identity_info()

@@ -1,0 +1,81 @@
+"""Status and peer listings of a node (read-only views over its state)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..identity import virtual_address
+from .model import NodeStatus, PeerInfo
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["identity_info", "node_status", "peer_info", "peers"]
+
+
+def node_status(node: Node) -> NodeStatus:
+    row = node.db.query_one("SELECT COUNT(*) FROM inbox")
+    cert = node.operational.certificate
+    return NodeStatus(
+        agent_id=node.agent_id,
+        virtual_address=str(node.identity.virtual_address),
+        listen=node.listen_addresses,
+        home=str(node.home),
+        pid=os.getpid(),
+        version=__version__,
+        uptime=time.time() - node._started,
+        peers_connected=len(node._conns),
+        trusted_peers=len(node.trust.trusted()),
+        pending_trust=sum(1 for p in node.trust.pending() if p.direction == "in"),
+        inbox_unread=int(row[0]) if row is not None else 0,
+        operational_key_serial=cert.serial,
+        operational_key_expires=float(cert.not_after),
+        dht_contacts=len(node.dht.core.table),
+        dht_records=len(node.dht.store),
+        dht_joined=node.dht.joined,
+        mdns=node._mdns is not None,
+    )
+
+
+def identity_info(node: Node) -> dict[str, Any]:
+    cert = node.operational.certificate
+    return {
+        "agent_id": node.agent_id,
+        "virtual_address": str(node.identity.virtual_address),
+        "identity_key": node.identity.public_key.hex(),
+        "operational_key": cert.operational_key.hex(),
+        "operational_key_serial": cert.serial,
+        "operational_key_expires": float(cert.not_after),
+    }
+
+
+def peer_info(node: Node, agent_id: str) -> PeerInfo:
+    conn = node.connected(agent_id)
+    row = node.db.query_one(
+        "SELECT addresses, last_seen FROM peers WHERE agent_id = ?", (agent_id,)
+    )
+    addresses = json.loads(row[0]) if row is not None else []
+    return PeerInfo(
+        agent_id=agent_id,
+        virtual_address=str(virtual_address(agent_id)),
+        connected=conn is not None,
+        trusted=node.trust.is_trusted(agent_id),
+        address=conn.address if conn is not None else (addresses[0] if addresses else None),
+        direction=conn.direction if conn is not None else None,
+        path="direct",
+        rtt_ms=None if conn is None or conn.rtt is None else conn.rtt * 1000,
+        streams=len(conn.streams) if conn is not None else 0,
+        last_seen=time.time() if conn is not None else (row[1] if row is not None else None),
+        user_agent=conn.user_agent if conn is not None else None,
+    )
+
+
+def peers(node: Node) -> list[PeerInfo]:
+    """Connected, trusted and remembered peers."""
+    ids = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
+    ids |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
+    return sorted((peer_info(node, a) for a in ids), key=lambda p: (not p.connected, p.agent_id))
