@@ -435,7 +435,9 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
-    parser.add_argument("--only", choices=["tunnel", "connect", "messages", "rss", "dht"], action="append")
+    parser.add_argument(
+        "--only", choices=["tunnel", "connect", "messages", "rss", "dht"], action="append"
+    )
     args = parser.parse_args()
     big = not args.quick
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
