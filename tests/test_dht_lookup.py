@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from swarmlink.dht._lookup import Lookup, Peer
+from swarmlink.dht._lookup import QUERY_ATTEMPTS, Lookup, Peer
 from swarmlink.errors import InvalidArgument
 
 
@@ -145,21 +145,38 @@ def test_find_value_stops_at_the_first_value() -> None:
     assert lookup.next_queries(now) == []
 
 
-def test_unsolicited_and_late_answers_are_ignored() -> None:
+def test_unsolicited_answers_are_ignored_and_late_ones_taken() -> None:
     seeds = [make_peer(i) for i in range(5)]
     lookup: Lookup[str] = Lookup(bytes(32), seeds, local_agent_id="me", now=0.0, k=3)
     lookup.on_response("n1", [make_peer(99)], 0.0)  # not queried yet
     assert lookup.stats.responses == 0
     asked = lookup.next_queries(0.0)
-    assert lookup.handle_timer(10.0) == []  # first timeout: each is asked once more
-    again = lookup.next_queries(10.0)
-    assert {p.agent_id for p in again} == {p.agent_id for p in asked}
-    failed = lookup.handle_timer(20.0)  # second timeout: failed, reported to the caller
+    now = 0.0
+    for _ in range(QUERY_ATTEMPTS - 1):  # each timeout: each is asked once more
+        now += 10.0
+        assert lookup.handle_timer(now) == []
+        again = lookup.next_queries(now)
+        assert {p.agent_id for p in again} == {p.agent_id for p in asked}
+    failed = lookup.handle_timer(now + 10.0)  # last timeout: failed, reported to the caller
     assert sorted(failed) == sorted(p.agent_id for p in asked)
-    for peer in asked:
-        lookup.on_response(peer.agent_id, [make_peer(100)], 20.0)
-    assert lookup.stats.responses == 0 and lookup.stats.failures == len(asked)
-    assert lookup.done and lookup.result() == []
+    assert lookup.stats.failures == len(asked)
+    for peer in asked:  # slow, not dead: a late answer still counts
+        lookup.on_response(peer.agent_id, [make_peer(100)], now + 10.0)
+        lookup.on_response(peer.agent_id, [make_peer(100)], now + 10.0)  # duplicate: ignored
+    assert lookup.stats.responses == len(asked) and lookup.stats.failures == 0
+    assert {p.agent_id for p in lookup.result()} <= {p.agent_id for p in asked}
+
+
+def test_timeouts_adapt_to_the_measured_rtt() -> None:
+    seeds = [make_peer(i) for i in range(40)]
+    lookup: Lookup[str] = Lookup(bytes(32), seeds, local_agent_id="me", now=0.0, timeout=5.0)
+    first = lookup.next_queries(0.0)
+    assert lookup.get_timer() == 5.0  # no RTT known yet: the configured timeout
+    for peer in first:
+        lookup.on_response(peer.agent_id, [], 0.02)  # 20 ms answers
+    lookup.next_queries(0.02)
+    timer = lookup.get_timer()
+    assert timer is not None and timer - 0.02 == pytest.approx(0.1)  # floor MIN_QUERY_TIMEOUT
 
 
 def test_bad_parameters() -> None:

@@ -8,6 +8,7 @@ The runtime (or the simulator) owns the network: it hands each authenticated req
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -38,6 +39,12 @@ PROVIDER_TTL = 3600.0
 _MAX_BUDGETS = 8192
 
 
+@functools.lru_cache(maxsize=65536)
+def _wire(contact: Contact) -> WireContact:
+    """The wire form of a (immutable) contact, shared: responses repeat the same ones."""
+    return WireContact(contact.agent_id, contact.addresses)
+
+
 class RecordStoreAPI(Protocol):
     """What the node needs from a verified record store (see ``_records.RecordStore``)."""
 
@@ -59,6 +66,8 @@ class DhtNode:
         # capability key -> agent ID -> (encoded record, expiry)
         self._providers: dict[bytes, dict[str, tuple[bytes, float]]] = {}
         self._record_by_key: dict[bytes, str] = {}
+        #: (smoothed RTT, variance) of the last lookup, to seed the next one's timeouts.
+        self.rtt: tuple[float, float] | None = None
 
     # ---- routing table ------------------------------------------------------------------
 
@@ -66,7 +75,10 @@ class DhtNode:
         """We heard from ``agent_id`` (authenticated). Returns an agent to ping, if any."""
         if agent_id == self.agent_id:
             return None
-        stale = self.table.observe(Contact.from_agent(agent_id, tuple(addresses)), now)
+        addresses = tuple(addresses)
+        if self.table.refresh(agent_id, addresses, now):
+            return None
+        stale = self.table.observe(Contact.from_agent(agent_id, addresses), now)
         return None if stale is None else stale.agent_id
 
     def new_lookup(
@@ -87,11 +99,18 @@ class DhtNode:
             now=now,
             find_value=find_value,
             paths=paths,
+            rtt=self.rtt,
         )
+
+    def finished(self, lookup: Lookup[Any]) -> None:
+        """A lookup ended: keep its RTT estimate to time the next one's queries."""
+        estimate = lookup.rtt_estimate
+        if estimate is not None:
+            self.rtt = estimate
 
     def _contacts(self, key: bytes, exclude: str) -> tuple[WireContact, ...]:
         closest = self.table.closest(key, min(self.k, MAX_CONTACTS), exclude=(exclude,))
-        return tuple(WireContact(c.agent_id, c.addresses) for c in closest)
+        return tuple(map(_wire, closest))
 
     def adopt(self, agent_id: str) -> None:
         """Answer FIND_VALUE for ``agent_id`` from the record store (our own record, and

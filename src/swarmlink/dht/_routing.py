@@ -16,6 +16,7 @@ contact makes room, and the most recently seen replacement takes its place.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from collections import OrderedDict
@@ -44,6 +45,8 @@ REPLACEMENT_CACHE = 8
 BUCKET_REFRESH = 3600.0
 #: Consecutive failed requests after which a contact is evicted (if a replacement exists).
 MAX_FAILURES = 3
+#: Recently built contacts shared by :meth:`Contact.from_agent` (immutable values).
+CONTACT_CACHE = 65536
 
 
 @dataclass(frozen=True)
@@ -78,16 +81,25 @@ class Contact:
 
     @classmethod
     def from_agent(cls, agent_id: str, addresses: Iterable[str] = ()) -> Contact:
-        """The contact of ``agent_id`` (normalised) reachable at ``addresses``."""
-        value = validate_agent_id(agent_id)
-        return cls(value, node_id(value), tuple(addresses))
+        """The contact of ``agent_id`` (normalised) reachable at ``addresses``.
+
+        Contacts are immutable, so recent ones are shared from a cache: the same contact
+        is observed again and again, and validating its agent ID each time is slow."""
+        return _contact(agent_id, tuple(addresses))
+
+
+@functools.lru_cache(maxsize=CONTACT_CACHE)
+def _contact(agent_id: str, addresses: tuple[str, ...]) -> Contact:
+    value = validate_agent_id(agent_id)
+    return Contact(value, node_id(value), addresses)
 
 
 class _Entry:
-    __slots__ = ("contact", "failures", "last_seen")
+    __slots__ = ("contact", "failures", "key", "last_seen")
 
     def __init__(self, contact: Contact, last_seen: float) -> None:
         self.contact = contact
+        self.key = int.from_bytes(contact.node_id, "big")  # for XOR without decoding
         self.last_seen = last_seen
         self.failures = 0
 
@@ -116,6 +128,7 @@ class RoutingTable:
         self._local_int = int.from_bytes(self.local_id, "big")
         self._buckets = [_Bucket() for _ in range(ID_BITS)]
         self._where: dict[str, int] = {}  # agent ID -> bucket index, for contacts in buckets
+        self._nonempty: set[int] = set()  # indices of buckets holding contacts
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -166,18 +179,21 @@ class RoutingTable:
             raise InvalidArgument(f"n must be a non-negative integer, got {n!r}")
         t = int.from_bytes(target, "big")
         j = ID_BITS - (t ^ self._local_int).bit_length()  # ID_BITS when target == local
-        groups: list[range] = []
+        # Only non-empty buckets are visited: bucket j, then all deeper ones together,
+        # then the shallower ones one by one (each strictly farther than the last).
+        nonempty = sorted(self._nonempty)
+        groups: list[list[int]] = []
         if j < ID_BITS:
-            groups.append(range(j, j + 1))
-            groups.append(range(j + 1, ID_BITS))
-        groups.extend(range(i, i + 1) for i in range(min(j, ID_BITS) - 1, -1, -1))
+            groups.append([i for i in nonempty if i == j])
+            groups.append([i for i in nonempty if i > j])
+        groups.extend([i] for i in reversed(nonempty) if i < j)
         skip = {a.strip().lower() for a in exclude} if exclude else set()
         result: list[Contact] = []
         for group in groups:
             if len(result) >= n:
                 break
             found = [
-                (int.from_bytes(e.contact.node_id, "big") ^ t, e.contact)
+                (e.key ^ t, e.contact)
                 for i in group
                 for aid, e in self._buckets[i].entries.items()
                 if aid not in skip
@@ -219,6 +235,22 @@ class RoutingTable:
         """Record a lookup in bucket ``index``'s range (it is fresh until ``now + refresh``)."""
         self._bucket(index).touched = now
 
+    def refresh(self, agent_id: str, addresses: tuple[str, ...], now: float) -> bool:
+        """Fast path of :meth:`observe` for a contact already in a bucket whose addresses
+        are unchanged (or not given): mark it seen. False if it is not that simple."""
+        index = self._where.get(agent_id)
+        if index is None:
+            return False
+        bucket = self._buckets[index]
+        entry = bucket.entries[agent_id]
+        if addresses and addresses != entry.contact.addresses:
+            return False
+        entry.last_seen = now
+        entry.failures = 0
+        bucket.entries.move_to_end(agent_id)
+        bucket.touched = now
+        return True
+
     def observe(self, contact: Contact, now: float) -> Contact | None:
         """Record that ``contact`` was seen alive at ``now`` (it answered or contacted us).
 
@@ -257,6 +289,7 @@ class RoutingTable:
         bucket.replacements.pop(aid, None)
         bucket.entries[aid] = _Entry(contact, now)
         self._where[aid] = index
+        self._nonempty.add(index)
         return None
 
     def ping_result(self, agent_id: str, alive: bool, now: float) -> None:
@@ -332,3 +365,5 @@ class RoutingTable:
             new_aid, entry = bucket.replacements.popitem(last=True)
             bucket.entries[new_aid] = entry
             self._where[new_aid] = index
+        if not bucket.entries:
+            self._nonempty.discard(index)

@@ -348,6 +348,7 @@ class DhtService:
                 for dead in lookup.handle_timer(now):
                     self.core.table.failed(dead, wall)
         finally:
+            self.core.finished(lookup)
             for task in pending:
                 task.cancel()
             for task in pending:

@@ -110,6 +110,7 @@ class _World:
         self.nodes = {a: DhtNode(a, _NullStore(), k=cfg.k) for a in self.ids}
         self.pos = {a: (self.rng.random(), self.rng.random()) for a in self.ids}
         self.address = {a: (f"sim:{i}",) for i, a in enumerate(self.ids)}
+        self.peers = {a: Peer(a, node_id(a)) for a in self.ids}
         self.offline: set[str] = set()
         self.droppers: set[str] = set()
         self.eclipsers: set[str] = set()
@@ -134,7 +135,8 @@ class _World:
         resp = self.nodes[peer].handle(
             asker, self.address[asker], Request(Query.FIND_NODE, self._rid, target), now
         )
-        return [Peer(c.agent_id, node_id(c.agent_id)) for c in resp.contacts]
+        peers = self.peers
+        return [peers[c.agent_id] for c in resp.contacts]
 
     def run_lookup(
         self, origin: str, target: bytes, *, paths: int | None = None
@@ -168,6 +170,7 @@ class _World:
             else:
                 break
         self.clock = now
+        node.finished(lookup)
         return lookup, now - start
 
     def join_all(self) -> None:
