@@ -836,17 +836,48 @@ def sim_dht(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=2, max=100_000)] = 1000,
     lookups: Annotated[int, typer.Option("--lookups", "-l", min=0, max=1_000_000)] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same run.")] = 1,
-    churn: Annotated[float, typer.Option("--churn", min=0.0, max=0.99)] = 0.0,
-    adversarial: Annotated[float, typer.Option("--adversarial", min=0.0, max=0.99)] = 0.0,
-    loss: Annotated[float, typer.Option("--loss", min=0.0, max=0.99)] = 0.0,
+    churn: Annotated[
+        float, typer.Option("--churn", min=0.0, max=0.89, help="Fraction that leaves.")
+    ] = 0.0,
+    joining: Annotated[
+        float,
+        typer.Option("--joining", min=0.0, max=0.89, help="Fraction joining during lookups."),
+    ] = 0.0,
+    partition: Annotated[
+        float,
+        typer.Option("--partition", min=0.0, max=0.99, help="Fraction cut off from the rest."),
+    ] = 0.0,
+    adversarial: Annotated[
+        float,
+        typer.Option(
+            "--adversarial",
+            min=0.0,
+            max=0.89,
+            help="Fraction that drops, eclipses, answers stale data or forges records.",
+        ),
+    ] = 0.0,
+    loss: Annotated[
+        float, typer.Option("--loss", min=0.0, max=0.99, help="Message loss probability.")
+    ] = 0.0,
     json_out: Json = False,
 ) -> None:
     """Simulate the DHT in virtual time: success rate, hops, latency, messages."""
+    from ..errors import InvalidArgument
     from ..sim import SimConfig, run_simulation
 
-    cfg = SimConfig(
-        nodes=nodes, lookups=lookups, seed=seed, churn=churn, adversarial=adversarial, loss=loss
-    )
+    try:
+        cfg = SimConfig(
+            nodes=nodes,
+            lookups=lookups,
+            seed=seed,
+            churn=churn,
+            joining=joining,
+            partition=partition,
+            adversarial=adversarial,
+            loss=loss,
+        )
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc)) from None
     err = console.__class__(stderr=True)
     err.print(f"[dim]seed {seed}: {nodes} nodes joining, then {lookups} lookups…[/dim]")
 
@@ -862,5 +893,7 @@ def sim_dht(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k}:{v}" for k, v in value.items())
         table.add_row(key, str(value))
     console.print(table)

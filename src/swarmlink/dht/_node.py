@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ..errors import ErrorCode, RemoteError
 from ._ids import capability_key, node_id
-from ._lookup import DISJOINT_PATHS, Lookup, Peer
+from ._lookup import ALPHA, DISJOINT_PATHS, QUERY_TIMEOUT, Lookup, Peer
 from ._messages import MAX_CONTACTS, MAX_PROVIDERS, Query, Request, Response, WireContact
 from ._routing import Contact, K, RoutingTable
 
@@ -88,6 +88,8 @@ class DhtNode:
         *,
         find_value: bool = False,
         paths: int = DISJOINT_PATHS,
+        alpha: int = ALPHA,
+        timeout: float = QUERY_TIMEOUT,
     ) -> Lookup[Any]:
         """A lookup seeded from our table (``paths=1`` for cheap table maintenance, such as
         the self-lookup on joining; disjoint paths where an eclipse would matter)."""
@@ -99,6 +101,8 @@ class DhtNode:
             now=now,
             find_value=find_value,
             paths=paths,
+            alpha=alpha,
+            timeout=timeout,
             rtt=self.rtt,
         )
 

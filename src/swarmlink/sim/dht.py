@@ -1,14 +1,22 @@
 """Deterministic DHT simulator: the real DHT cores (:class:`~swarmlink.dht.DhtNode`,
-:class:`~swarmlink.dht.Lookup`) over a simulated network with virtual time.
+:class:`~swarmlink.dht.Lookup`, :class:`~swarmlink.dht.RecordStore`) over a simulated
+network with virtual time.
 
 Everything is driven by one seeded :class:`random.Random`; the same seed gives the same
-run, byte for byte. The network model: every node gets a random position, link latency is
-``base + distance`` (so RTTs vary realistically), each message is lost with probability
-``loss``, offline nodes never answer (the query times out), and adversarial nodes either
-drop queries or answer with accomplices only (an eclipse attempt).
+run. The network model: every node gets a random position and link latency is ``base +
+distance`` (so RTTs vary realistically); each message is lost with probability ``loss``;
+offline nodes never answer (the query times out); a partition cuts the network in two
+for the lookup phase. Churn: a fraction of the nodes leave after joining, and another
+fraction joins while the lookups run. Adversarial nodes come in four kinds, in equal
+shares: *droppers* never answer; *eclipsers* answer with their accomplices only (wrong
+data); *stale* nodes answer with nodes that have left (stale data); *forgers* answer
+normally but try to store forged agent records (tampered genuine records and records
+signed by themselves) at the nodes that hold their victims' records.
 
 Nodes join one at a time through a bootstrap node by looking up their own ID, exactly as
 a real node would, so routing tables are built by the protocol itself, not by an oracle.
+Lookups are FIND_NODE lookups over 3 disjoint paths; one succeeds when the target itself
+answered. The victims' records are real signed records, verified by real record stores.
 """
 
 from __future__ import annotations
@@ -17,14 +25,22 @@ import heapq
 import random
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..dht import DhtNode, Lookup, Peer, Query, Request, node_id
+from ..dht._records import AgentRecord, RecordStore
 from ..errors import InvalidArgument
-from ..identity import agent_id_from_public_key
+from ..identity import IdentityKey, OperationalCertificate, agent_id_from_public_key
+from ..wire import cbor
 
 __all__ = ["SimConfig", "SimResult", "run_simulation"]
+
+#: Virtual time starts here (unix seconds), so signed records carry plausible times.
+SIM_EPOCH = 1_800_000_000.0
+#: Agents whose real signed records are published and attacked by the forgers.
+MAX_VICTIMS = 20
 
 
 @dataclass(frozen=True)
@@ -36,7 +52,11 @@ class SimConfig:
     seed: int = 1
     #: Fraction of nodes offline while the lookups run (they left after joining).
     churn: float = 0.0
-    #: Fraction of nodes that misbehave (half drop queries, half try to eclipse).
+    #: Fraction of nodes that join while the lookups run (the rest of the churn).
+    joining: float = 0.0
+    #: Fraction of nodes cut off into a second partition during the lookups.
+    partition: float = 0.0
+    #: Fraction of nodes that misbehave (drop, eclipse, stale answers, forged stores).
     adversarial: float = 0.0
     #: Probability that any one message is lost.
     loss: float = 0.0
@@ -51,7 +71,9 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.nodes < 2 or self.lookups < 0:
             raise InvalidArgument("a simulation needs at least 2 nodes")
-        for name in ("churn", "adversarial", "loss"):
+        if self.churn + self.joining + self.adversarial >= 0.9:
+            raise InvalidArgument("churn + joining + adversarial must stay below 0.9")
+        for name in ("churn", "joining", "partition", "adversarial", "loss"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InvalidArgument(f"{name} must be in [0, 1)")
 
@@ -68,6 +90,10 @@ class SimResult:
     failures: int = 0
     join_seconds: float = 0.0
     lookup_seconds: float = 0.0
+    forge_attempts: int = 0
+    forged_accepted: int = 0
+    records_resolved: int = 0
+    records_checked: int = 0
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float], q: float) -> float:
@@ -75,31 +101,31 @@ class SimResult:
             return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
 
         hops = [float(h) for h in self.hops]
+        cfg = self.config
         return {
-            "nodes": self.config.nodes,
-            "lookups": self.config.lookups,
-            "seed": self.config.seed,
-            "churn": self.config.churn,
-            "adversarial": self.config.adversarial,
-            "loss": self.config.loss,
+            "nodes": cfg.nodes,
+            "lookups": cfg.lookups,
+            "seed": cfg.seed,
+            "churn": cfg.churn,
+            "joining": cfg.joining,
+            "partition": cfg.partition,
+            "adversarial": cfg.adversarial,
+            "loss": cfg.loss,
             "success_rate": round(self.success_rate, 5),
             "hops_median": statistics.median(hops) if hops else 0,
             "hops_p99": pct(hops, 0.99),
             "hops_max": max(self.hops, default=0),
+            "hops_histogram": {str(h): n for h, n in sorted(Counter(self.hops).items())},
             "latency_ms_p50": round(pct(self.latencies, 0.5) * 1000, 1),
+            "latency_ms_p90": round(pct(self.latencies, 0.9) * 1000, 1),
             "latency_ms_p99": round(pct(self.latencies, 0.99) * 1000, 1),
             "messages_per_lookup": round(statistics.mean(self.messages), 1) if self.messages else 0,
+            "forge_attempts": self.forge_attempts,
+            "forged_accepted": self.forged_accepted,
+            "records_resolved": f"{self.records_resolved}/{self.records_checked}",
             "join_seconds": round(self.join_seconds, 2),
             "lookup_seconds": round(self.lookup_seconds, 2),
         }
-
-
-class _NullStore:
-    def put(self, data: bytes, now: float) -> object:
-        raise InvalidArgument("the simulator stores no records")
-
-    def get_encoded(self, agent_id: str, now: float) -> bytes | None:
-        return None
 
 
 class _World:
@@ -107,15 +133,18 @@ class _World:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.ids = [agent_id_from_public_key(self.rng.randbytes(32)) for _ in range(cfg.nodes)]
-        self.nodes = {a: DhtNode(a, _NullStore(), k=cfg.k) for a in self.ids}
+        self.nodes = {a: DhtNode(a, RecordStore(), k=cfg.k) for a in self.ids}
         self.pos = {a: (self.rng.random(), self.rng.random()) for a in self.ids}
         self.address = {a: (f"sim:{i}",) for i, a in enumerate(self.ids)}
         self.peers = {a: Peer(a, node_id(a)) for a in self.ids}
         self.offline: set[str] = set()
         self.droppers: set[str] = set()
         self.eclipsers: set[str] = set()
+        self.stale: set[str] = set()
+        self.side: dict[str, int] = {}
         self.accomplices: list[Peer] = []
-        self.clock = 0.0
+        self.departed: list[Peer] = []
+        self.clock = SIM_EPOCH
         self._rid = 0
 
     def latency(self, a: str, b: str) -> float:
@@ -123,17 +152,25 @@ class _World:
         span = ((xa - xb) ** 2 + (ya - yb) ** 2) ** 0.5 / 2**0.5
         return float(self.cfg.base_latency + self.cfg.spread_latency * span)
 
+    def _rid_next(self) -> int:
+        self._rid = (self._rid + 1) & 0xFFFF_FFFF
+        return self._rid
+
+    def reachable(self, a: str, b: str) -> bool:
+        return b not in self.offline and self.side.get(a, 0) == self.side.get(b, 0)
+
     def answer(self, asker: str, peer: str, target: bytes, now: float) -> list[Peer] | None:
         """What ``peer`` answers to FIND_NODE(target), or None if nothing comes back."""
-        if peer in self.offline or peer in self.droppers:
+        if not self.reachable(asker, peer) or peer in self.droppers:
             return None
         if self.cfg.loss and self.rng.random() < self.cfg.loss:
             return None
         if peer in self.eclipsers:
             return self.accomplices
-        self._rid = (self._rid + 1) & 0xFFFF_FFFF
+        if peer in self.stale:
+            return self.departed
         resp = self.nodes[peer].handle(
-            asker, self.address[asker], Request(Query.FIND_NODE, self._rid, target), now
+            asker, self.address[asker], Request(Query.FIND_NODE, self._rid_next(), target), now
         )
         peers = self.peers
         return [peers[c.agent_id] for c in resp.contacts]
@@ -142,9 +179,12 @@ class _World:
         self, origin: str, target: bytes, *, paths: int | None = None
     ) -> tuple[Lookup[bytes], float]:
         """Drive one lookup from ``origin`` in virtual time; returns it and its duration."""
+        cfg = self.cfg
         node = self.nodes[origin]
         start = self.clock
-        lookup = node.new_lookup(target, start, paths=paths or self.cfg.paths)
+        lookup = node.new_lookup(
+            target, start, paths=paths or cfg.paths, alpha=cfg.alpha, timeout=cfg.query_timeout
+        )
         events: list[tuple[float, int, str, list[Peer] | None]] = []
         seq = 0
         now = start
@@ -173,40 +213,143 @@ class _World:
         node.finished(lookup)
         return lookup, now - start
 
-    def join_all(self) -> None:
-        first = self.ids[0]
-        for i, agent in enumerate(self.ids[1:], start=1):
-            bootstrap = self.ids[self.rng.randrange(i)] if i > 1 else first
-            self.nodes[agent].observe(bootstrap, self.address[bootstrap], self.clock)
-            self.nodes[bootstrap].observe(agent, self.address[agent], self.clock)
-            # Find our neighbours (and be found by them); one path is enough for that.
-            self.run_lookup(agent, node_id(agent), paths=1)
+    def join(self, agent: str, bootstrap: str) -> None:
+        self.nodes[agent].observe(bootstrap, self.address[bootstrap], self.clock)
+        self.nodes[bootstrap].observe(agent, self.address[agent], self.clock)
+        # Find our neighbours (and be found by them); one path is enough for that.
+        self.run_lookup(agent, node_id(agent), paths=1)
+
+    def join_all(self, members: list[str]) -> None:
+        for i, agent in enumerate(members[1:], start=1):
+            self.join(agent, members[self.rng.randrange(i)])
+
+    # ---- signed records ---------------------------------------------------------------
+
+    def store(self, origin: str, key: bytes, data: bytes, replicas: list[str]) -> int:
+        """STORE ``data`` under ``key`` at ``replicas`` (real verification); accepted count."""
+        accepted = 0
+        for agent in replicas:
+            if not self.reachable(origin, agent) or agent in self.droppers:
+                continue
+            resp = self.nodes[agent].handle(
+                origin,
+                self.address[origin],
+                Request(Query.STORE, self._rid_next(), key, data),
+                self.clock,
+            )
+            accepted += resp.ok
+        return accepted
+
+    def find_value(self, origin: str, key: bytes) -> bytes | None:
+        """A record for ``key`` from the first node (closest first) that holds one."""
+        lookup, _ = self.run_lookup(origin, key)
+        for peer in lookup.result():
+            resp = self.nodes[peer.agent_id].handle(
+                origin, self.address[origin], Request(Query.FIND_VALUE, 0, key), self.clock
+            )
+            if resp.record is not None:
+                return resp.record
+        return None
+
+
+def _victim_records(
+    world: _World, victims: list[str], keys: dict[str, IdentityKey]
+) -> dict[str, AgentRecord]:
+    records: dict[str, AgentRecord] = {}
+    for agent in victims:
+        identity = keys[agent]
+        cert = OperationalCertificate.issue(
+            identity, world.rng.randbytes(32), now=world.clock, lifetime=86400.0, serial=1
+        )
+        records[agent] = AgentRecord.create(
+            identity, cert, addresses=[f"10.0.{len(records)}.1:7420"], sequence=1, now=world.clock
+        )
+    return records
+
+
+def _forgeries(genuine: AgentRecord, forger: IdentityKey, world: _World) -> list[bytes]:
+    """A tampered copy of ``genuine`` and a record re-signed by the forger."""
+    body = cbor.decode(genuine.encode())
+    assert isinstance(body, dict)
+    tampered = dict(body, a=["203.0.113.66:7420"], seq=genuine.sequence + 1)
+    cert = OperationalCertificate.issue(
+        forger, world.rng.randbytes(32), now=world.clock, lifetime=86400.0, serial=1
+    )
+    own = AgentRecord.create(forger, cert, sequence=2**40, now=world.clock)
+    return [cbor.encode(tampered), own.encode()]
 
 
 def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
-    """Build the network (joins), apply churn and adversaries, run the lookups."""
+    """Build the network (joins), apply churn, partitions and adversaries, publish and
+    attack signed records, run the lookups (some nodes join in between)."""
     world = _World(cfg)
-    started = time.perf_counter()
-    world.join_all()
-    joined = time.perf_counter()
     rng = world.rng
-    population = world.ids[:]
+    # Victims get real identity keys (their agent IDs replace generated ones).
+    n_victims = min(MAX_VICTIMS, cfg.nodes // 50)
+    keys: dict[str, IdentityKey] = {}
+    for i in range(n_victims):
+        ikey = IdentityKey.from_private_bytes(rng.randbytes(32))
+        old, new = world.ids[i], ikey.agent_id
+        world.ids[i] = new
+        keys[new] = ikey
+        del world.nodes[old], world.peers[old]
+        world.pos[new] = world.pos.pop(old)
+        world.address[new] = world.address.pop(old)
+        world.nodes[new] = DhtNode(new, RecordStore(), k=cfg.k)
+        world.peers[new] = Peer(new, node_id(new))
+    order = world.ids[:]
+    rng.shuffle(order)
+    n_late = int(cfg.nodes * cfg.joining)
+    late = [a for a in order if a not in keys][:n_late]
+    late_set = set(late)
+    members = [a for a in world.ids if a not in late_set]
+    started = time.perf_counter()
+    world.join_all(members)
+    joined = time.perf_counter()
+
+    population = [a for a in members if a not in keys]
     rng.shuffle(population)
     n_offline = int(cfg.nodes * cfg.churn)
     n_evil = int(cfg.nodes * cfg.adversarial)
     world.offline = set(population[:n_offline])
+    world.departed = [world.peers[a] for a in sorted(world.offline)[: cfg.k]]
     evil = population[n_offline : n_offline + n_evil]
-    world.droppers = set(evil[: len(evil) // 2])
-    world.eclipsers = set(evil[len(evil) // 2 :])
-    world.accomplices = [Peer(a, node_id(a)) for a in sorted(world.eclipsers)[: cfg.k]]
-    honest_live = [a for a in world.ids if a not in world.offline and a not in evil]
+    quarter = len(evil) // 4
+    world.droppers = set(evil[:quarter])
+    world.eclipsers = set(evil[quarter : 2 * quarter])
+    world.stale = set(evil[2 * quarter : 3 * quarter])
+    forgers = evil[3 * quarter :]
+    world.accomplices = [world.peers[a] for a in sorted(world.eclipsers)[: cfg.k]]
+    if cfg.partition:
+        cut = set(rng.sample(sorted(members), int(len(members) * cfg.partition)))
+        world.side = {a: (1 if a in cut else 0) for a in world.ids}
+    honest = [a for a in members if a not in world.offline and a not in set(evil)]
+
     result = SimResult(config=cfg, success_rate=0.0)
+    # Victims publish real signed records at their closest nodes; forgers attack them.
+    records = _victim_records(world, sorted(keys), keys)
+    forger_keys = {a: IdentityKey.from_private_bytes(rng.randbytes(32)) for a in forgers[:5]}
+    for agent, record in records.items():
+        rkey = node_id(agent)
+        replicas = [p.agent_id for p in world.run_lookup(agent, rkey)[0].result()]
+        world.store(agent, rkey, record.encode(), replicas)
+        for forger, fkey in forger_keys.items():
+            for forged in _forgeries(record, fkey, world):
+                result.forge_attempts += len(replicas)
+                result.forged_accepted += world.store(forger, rkey, forged, replicas)
+
     ok = 0
+    joins_due = list(late)
     for i in range(cfg.lookups):
-        origin = rng.choice(honest_live)
-        target = rng.choice(honest_live)
+        if joins_due and i % max(1, cfg.lookups // max(1, len(late))) == 0:
+            agent = joins_due.pop()
+            world.join(agent, rng.choice(honest))
+            honest.append(agent)
+        origin = rng.choice(honest)
+        candidates = [a for a in honest if world.side.get(a, 0) == world.side.get(origin, 0)]
+        target = rng.choice(candidates)
         if target == origin:
-            target = honest_live[(honest_live.index(origin) + 1) % len(honest_live)]
+            target = candidates[(candidates.index(origin) + 1) % len(candidates)]
         lookup, seconds = world.run_lookup(origin, node_id(target))
         found = any(p.agent_id == target for p in lookup.result())
         ok += found
@@ -216,6 +359,17 @@ def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
         result.messages.append(lookup.stats.queries)
         if progress is not None and (i + 1) % max(1, cfg.lookups // 20) == 0:
             progress(i + 1, cfg.lookups)
+    # Readers resolve the victims' records and verify them: the genuine ones come back.
+    for agent, record in records.items():
+        origin = rng.choice([a for a in honest if world.reachable(a, agent)] or honest)
+        data = world.find_value(origin, node_id(agent))
+        result.records_checked += 1
+        if data is not None:
+            try:
+                got = AgentRecord.verified(data, world.clock, agent_id=agent)
+            except Exception:
+                continue
+            result.records_resolved += got.encode() == record.encode()
     result.success_rate = ok / cfg.lookups if cfg.lookups else 1.0
     result.join_seconds = joined - started
     result.lookup_seconds = time.perf_counter() - joined
