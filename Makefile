@@ -22,13 +22,17 @@ $(TSTAMP): $(STAMP) pyproject.toml
 run: $(STAMP)
 	$(BIN)/swarmlink demo
 
-# System packages the integration tests use (sshd for the SSH-through-tunnel test).
+# System packages the integration tests use: sshd for the SSH-through-tunnel test,
+# iproute2 for the tests that build their own network namespaces (mDNS on a private LAN).
 # CI runs as root on a clean machine; elsewhere this is skipped when they are present.
 sysdeps:
-	@if ! command -v sshd >/dev/null 2>&1 && ! test -x /usr/sbin/sshd; then \
+	@need=""; \
+	if ! command -v sshd >/dev/null 2>&1 && ! test -x /usr/sbin/sshd; then need="$$need openssh-server openssh-client"; fi; \
+	if ! command -v ip >/dev/null 2>&1 && ! test -x /usr/sbin/ip; then need="$$need iproute2"; fi; \
+	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
-	  else echo "note: openssh-server missing and not root; SSH tunnel test will say so"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else echo "note: missing$$need and not root; the tests that need them say so and skip"; fi; \
 	fi
 
 lint: $(TSTAMP)
