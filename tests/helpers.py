@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -51,3 +55,43 @@ async def make_trusted(a: Node, b: Node) -> None:
     await wait_until(lambda: any(p.agent_id == a.agent_id for p in b.pending_trust()), "request")
     await b.approve_trust(a.agent_id)
     await wait_until(lambda: a.trust.is_trusted(b.agent_id), "approval to reach a")
+
+
+# ---- the real CLI, for end-to-end tests -----------------------------------------------
+
+CLI = [sys.executable, "-m", "swarmlink"]
+
+
+def run(
+    home: Path, *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``swarmlink --home HOME ARGS...`` as a subprocess (fails the test on error)."""
+    proc = subprocess.run(
+        [*CLI, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"swarmlink {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
+    return proc
+
+
+def run_json(home: Path, *args: str) -> Any:
+    return json.loads(run(home, *args, "--json").stdout)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Blocking poll of ``predicate`` until truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)

@@ -8,51 +8,11 @@ advertises the capability, and ``ping`` reaches it without any prior ``connect``
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-CLI = [sys.executable, "-m", "swarmlink"]
-
-
-def run(
-    home: Path, *args: str, check: bool = True, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*CLI, "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"swarmlink {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
-        )
-    return proc
-
-
-def run_json(home: Path, *args: str) -> Any:
-    return json.loads(run(home, *args, "--json").stdout)
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+from helpers import run, run_json, wait_for
 
 
 class Daemon:

@@ -22,6 +22,7 @@ they refuse unsigned, forged, expired, oversized and malformed records, and reco
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -248,36 +249,16 @@ class AgentRecord:
         unsigned = cls(
             certificate, addrs, relay_addrs, tuple(versions), caps, sequence, issued, expires, b""
         )
-        signature = identity.sign(RECORD_DOMAIN, unsigned.signed_bytes())
-        record = cls(
-            certificate,
-            addrs,
-            relay_addrs,
-            unsigned.versions,
-            caps,
-            sequence,
-            issued,
-            expires,
-            signature,
+        signed = dataclasses.replace(
+            unsigned, signature=identity.sign(RECORD_DOMAIN, unsigned.signed_bytes())
         )
-        encoded = record.encode()
+        encoded = signed.encode()
         if len(encoded) > MAX_RECORD_BYTES:
             raise InvalidArgument(
                 f"the agent record is {len(encoded)} bytes, over {MAX_RECORD_BYTES}; "
                 "shorten capability descriptions"
             )
-        return cls(
-            certificate,
-            addrs,
-            relay_addrs,
-            unsigned.versions,
-            caps,
-            sequence,
-            issued,
-            expires,
-            signature,
-            encoded,
-        )
+        return dataclasses.replace(signed, encoded=encoded)
 
     # ---- decoding and verification --------------------------------------------------
 
