@@ -69,10 +69,14 @@ async def _demo(console: Console, workdir: Path) -> None:
         console.print(f"[green]✔[/green] {title}: {detail} [dim]({ms:.1f} ms)[/dim]")
 
     try:
+        bootstrap: tuple[str, ...] = ()
         for name in names:
-            nodes[name] = await Node.start(
-                NodeConfig(home=workdir / name, listen=(("127.0.0.1", 0),))
+            node = await Node.start(
+                NodeConfig(home=workdir / name, listen=(("127.0.0.1", 0),), bootstrap=bootstrap)
             )
+            nodes[name] = node
+            # alice starts the network; the others join the DHT through her.
+            bootstrap = bootstrap or (f"{node.agent_id}@127.0.0.1:{node.listen_port}",)
         alice, bob, carol = nodes["alice"], nodes["bob"], nodes["carol"]
         table = Table(title="Three agents, each with a self-certifying identity")
         table.add_column("agent")
@@ -86,6 +90,24 @@ async def _demo(console: Console, workdir: Path) -> None:
         console.print(table)
 
         bob_target = f"{bob.agent_id}@127.0.0.1:{bob.listen_port}"
+
+        async def discover() -> str:
+            await _wait_for(lambda: bob.dht.joined and carol.dht.joined, "DHT joins")
+            await bob.dht.add_capability("weather", description="forecasts for any city")
+            deadline = time.monotonic() + 10
+            while not (found := await carol.dht.find("weather")):
+                if time.monotonic() > deadline:
+                    raise SwarmlinkError("bob's capability never showed up in the DHT")
+                await asyncio.sleep(0.05)
+            if found[0].agent_id != bob.agent_id:
+                raise SwarmlinkError("the DHT returned another agent for 'weather'")
+            ping = await carol.ping(found[0].agent_id, interval=0)
+            return (
+                f"signed record of {found[0].agent_id[:12]}… verified, "
+                f"dialed by ID alone (ping {ping.avg_ms or 0:.1f} ms)"
+            )
+
+        await step("carol finds an agent offering 'weather' in the DHT", discover)
 
         async def connect() -> str:
             peer = await alice.connect(bob_target)
