@@ -19,6 +19,7 @@ from ._messages import MAX_CONTACTS, MAX_PROVIDERS, Query, Request, Response, Wi
 from ._routing import Contact, K, RoutingTable
 
 __all__ = [
+    "MAX_PENDING_PINGS",
     "MAX_PROVIDER_KEYS",
     "MAX_REQUESTS_BURST",
     "MAX_REQUESTS_PER_SECOND",
@@ -35,6 +36,8 @@ MAX_REQUESTS_BURST = 100.0
 MAX_PROVIDER_KEYS = 10_000
 #: Seconds a provider announcement lives unless renewed.
 PROVIDER_TTL = 3600.0
+#: Liveness checks waiting to be sent (more are dropped until these are taken).
+MAX_PENDING_PINGS = 64
 #: Peers whose request budgets we remember (the oldest are forgotten).
 _MAX_BUDGETS = 8192
 
@@ -66,6 +69,7 @@ class DhtNode:
         # capability key -> agent ID -> (encoded record, expiry)
         self._providers: dict[bytes, dict[str, tuple[bytes, float]]] = {}
         self._record_by_key: dict[bytes, str] = {}
+        self._to_ping: dict[str, None] = {}
         #: (smoothed RTT, variance) of the last lookup, to seed the next one's timeouts.
         self.rtt: tuple[float, float] | None = None
 
@@ -79,7 +83,19 @@ class DhtNode:
         if self.table.refresh(agent_id, addresses, now):
             return None
         stale = self.table.observe(Contact.from_agent(agent_id, addresses), now)
-        return None if stale is None else stale.agent_id
+        if stale is None:
+            return None
+        if stale.agent_id not in self._to_ping and len(self._to_ping) < MAX_PENDING_PINGS:
+            self._to_ping[stale.agent_id] = None
+        return stale.agent_id
+
+    def take_pings(self) -> list[str]:
+        """Contacts to PING (least recently seen of a full bucket a newcomer wants into);
+        report each answer with ``table.ping_result``. Kademlia keeps a live old contact
+        and replaces a dead one, which is how tables heal under churn."""
+        out = list(self._to_ping)
+        self._to_ping.clear()
+        return out
 
     def new_lookup(
         self,

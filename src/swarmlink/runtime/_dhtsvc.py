@@ -220,6 +220,7 @@ class DhtService:
             addresses = request.addresses or tuple(self._addresses_of(stream.peer))
             self._hint(stream.peer, addresses)
             response = self.core.handle(stream.peer, addresses, request, time.time())
+            self._send_pings()
             if len(self.core.table) != before:
                 self._contacts_dirty = True
             if request.kind in (Query.STORE, Query.ADD_PROVIDER) and response.ok:
@@ -251,11 +252,15 @@ class DhtService:
     def _observe(self, agent_id: str, addresses: Iterable[str]) -> None:
         """Tell the routing table ``agent_id`` is alive; if its bucket is full, check the
         least recently seen contact with a PING (Kademlia keeps it if it answers)."""
-        stale = self.core.observe(agent_id, tuple(addresses), time.time())
+        self.core.observe(agent_id, tuple(addresses), time.time())
         self._contacts_dirty = True
-        if stale is not None and stale not in self._pinging:
-            self._pinging.add(stale)
-            self.node.spawn(self._check_alive(stale), name="dht:ping")
+        self._send_pings()
+
+    def _send_pings(self) -> None:
+        for stale in self.core.take_pings():
+            if stale not in self._pinging:
+                self._pinging.add(stale)
+                self.node.spawn(self._check_alive(stale), name="dht:ping")
 
     async def _check_alive(self, agent_id: str) -> None:
         try:

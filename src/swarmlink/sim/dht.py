@@ -169,11 +169,21 @@ class _World:
             return self.accomplices
         if peer in self.stale:
             return self.departed
-        resp = self.nodes[peer].handle(
+        node = self.nodes[peer]
+        resp = node.handle(
             asker, self.address[asker], Request(Query.FIND_NODE, self._rid_next(), target), now
         )
+        self.pings(peer, now)
         peers = self.peers
         return [peers[c.agent_id] for c in resp.contacts]
+
+    def pings(self, agent: str, now: float) -> None:
+        """``agent`` checks the contacts its table asked to ping (background maintenance,
+        modelled as instant: it costs no lookup time)."""
+        table = self.nodes[agent].table
+        for other in self.nodes[agent].take_pings():
+            alive = self.reachable(agent, other) and other not in self.droppers
+            table.ping_result(other, alive, now)
 
     def run_lookup(
         self, origin: str, target: bytes, *, paths: int | None = None
@@ -203,6 +213,7 @@ class _World:
                 assert reply is not None
                 lookup.on_response(peer_id, reply, now)
                 node.observe(peer_id, self.address[peer_id], now)
+                self.pings(origin, now)
             elif timer is not None:
                 now = timer
                 for dead in lookup.handle_timer(now):
