@@ -101,7 +101,8 @@ class PeerConnection(asyncio.Protocol):
         self._ssl_proto: Any = None
         self.session: Session | None = None
         self.identity: PeerIdentity | None = None
-        self.address = ""
+        self.address = ""  # the peer's address as we see it
+        self.local_address = ""  # our end of the connection
         self.streams: dict[int, Stream] = {}
         self.ready: asyncio.Future[PeerConnection] = self._loop.create_future()
         self.closed = False
@@ -141,6 +142,12 @@ class PeerConnection(asyncio.Protocol):
         if isinstance(peername, tuple):
             host = peername[0]
             self.address = f"[{host}]:{peername[1]}" if ":" in host else f"{host}:{peername[1]}"
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, tuple):
+            host = sockname[0]
+            self.local_address = (
+                f"[{host}]:{sockname[1]}" if ":" in host else f"{host}:{sockname[1]}"
+            )
         now = self._loop.time()
         self.last_activity = now
         self.session = Session(is_client=self.outbound, config=self._session_config, now=now)

@@ -18,6 +18,7 @@ __all__ = ["identity_info", "node_status", "peer_info", "peers"]
 
 
 def node_status(node: Node) -> NodeStatus:
+    nat = node.nat.report()
     row = node.db.query_one("SELECT COUNT(*) FROM inbox")
     cert = node.operational.certificate
     return NodeStatus(
@@ -38,6 +39,8 @@ def node_status(node: Node) -> NodeStatus:
         dht_records=len(node.dht.store),
         dht_joined=node.dht.joined,
         mdns=node._mdns is not None,
+        reflexive_addresses=nat.reflexive,
+        nat_mapping=str(nat.mapping),
     )
 
 

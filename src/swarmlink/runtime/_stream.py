@@ -78,6 +78,11 @@ class Stream:
         self._write_waiter: asyncio.Future[None] | None = None
         self._accepted = not outbound
 
+    @property
+    def connection(self) -> PeerConnection:
+        """The session this stream runs on."""
+        return self._conn
+
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id} {self.protocol} peer={self.peer[:12]}>"
 

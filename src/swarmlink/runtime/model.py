@@ -72,6 +72,8 @@ class NodeStatus(JsonModel):
     dht_records: int = 0  # signed agent records stored for the network
     dht_joined: bool = False  # found other DHT nodes (bootstrap, mDNS or being found)
     mdns: bool = False  # mDNS discovery running
+    reflexive_addresses: tuple[str, ...] = ()  # public addresses peers agree they see
+    nat_mapping: str = "unknown"  # none, endpoint-independent, endpoint-dependent, ...
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from ._addresses import advertised_addresses
 from ._connection import PeerConnection
 from ._dhtsvc import DhtService
 from ._mdns import MdnsDiscovery
+from ._natsvc import IDENTIFY_PROTOCOL, NatService
 from ._services import Services
 from ._stream import Stream
 from ._subscription import CLOSED, EventSubscription
@@ -71,7 +72,7 @@ MAX_PEER_ADDRESSES = 8
 #: Concurrent streams a peer may open on one session (each may buffer up to one window).
 MAX_STREAMS_PER_PEER = 256
 #: Stream protocols any authenticated agent may open (everything else needs trust).
-PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL})
+PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL})
 #: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
 MAX_CONNECTIONS = 1024
 
@@ -118,6 +119,7 @@ class Node:
         self.services = Services(self)
         self._trustsvc = TrustService(self)
         self.dht = DhtService(self)
+        self.nat = NatService(self)
         self._mdns: MdnsDiscovery | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -129,6 +131,7 @@ class Node:
             await node._listen()
             await node.services.start()
             node.dht.start()
+            node.nat.start()
             if config.mdns:
                 await node._start_mdns()
         except BaseException:
@@ -334,6 +337,7 @@ class Node:
         self.publish(
             ev.PeerConnected(agent_id=peer, address=conn.address, direction=conn.direction)
         )
+        self.nat.connection_ready(conn)
         self.spawn(self._deliver_all(peer), name=f"deliver:{peer[:12]}")
 
     def _on_connection_closed(self, conn: PeerConnection) -> None:
