@@ -211,6 +211,11 @@ def status(json_out: Json = False) -> None:
             f"{st.dht_records} records",
         ),
         ("mDNS", "on" if st.mdns else "off"),
+        (
+            "NAT",
+            f"mapping {st.nat_mapping}; public address "
+            f"{', '.join(st.reflexive_addresses) or 'not confirmed yet'}",
+        ),
     ):
         table.add_row(f"[bold]{name}[/bold]", value)
     console.print(table)
