@@ -1,5 +1,5 @@
 """NAT traversal cores (sans-I/O): reflexive addresses and NAT behaviour from what peers
-observe."""
+observe; relay reservations and circuits."""
 
 from __future__ import annotations
 
@@ -12,13 +12,19 @@ from ._observed import (
     Observation,
     ObservedAddresses,
 )
+from ._relay import Circuit, RelayCore, RelayLimits, RelayRefused, Reservation
 
 __all__ = [
     "MAX_OBSERVATIONS",
     "MIN_CONFIRMATIONS",
     "OBSERVATION_TTL",
+    "Circuit",
     "Mapping",
     "NatReport",
     "Observation",
     "ObservedAddresses",
+    "RelayCore",
+    "RelayLimits",
+    "RelayRefused",
+    "Reservation",
 ]
