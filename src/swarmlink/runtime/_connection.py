@@ -103,6 +103,7 @@ class PeerConnection(asyncio.Protocol):
         self.identity: PeerIdentity | None = None
         self.address = ""  # the peer's address as we see it
         self.local_address = ""  # our end of the connection
+        self.via: str | None = None  # the relay carrying this session, if relayed
         self.streams: dict[int, Stream] = {}
         self.ready: asyncio.Future[PeerConnection] = self._loop.create_future()
         self.closed = False

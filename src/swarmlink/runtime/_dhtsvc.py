@@ -541,6 +541,7 @@ class DhtService:
             self.node.identity,
             self.node.operational.certificate,
             addresses=advertised_addresses(self.node),
+            relays=self.node.relay.advertised(),
             versions=PROTOCOL_VERSIONS,
             capabilities=capabilities,
             sequence=sequence,

@@ -69,7 +69,7 @@ def peer_info(node: Node, agent_id: str) -> PeerInfo:
         trusted=node.trust.is_trusted(agent_id),
         address=conn.address if conn is not None else (addresses[0] if addresses else None),
         direction=conn.direction if conn is not None else None,
-        path="direct",
+        path=f"relayed via {conn.via}" if conn is not None and conn.via else "direct",
         rtt_ms=None if conn is None or conn.rtt is None else conn.rtt * 1000,
         streams=len(conn.streams) if conn is not None else 0,
         last_seen=time.time() if conn is not None else (row[1] if row is not None else None),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..identity import validate_agent_id
+from ..nat import RelayLimits
 from ..wire.address import parse_hostport
 
 __all__ = [
@@ -58,6 +59,12 @@ class NodeConfig:
     advertise: tuple[str, ...] = ()
     #: Find and announce nodes on the LAN with mDNS (multicast on every interface).
     mdns: bool = False
+    #: Serve as a relay for nodes that are not publicly reachable.
+    relay: bool = False
+    #: What this node grants as a relay.
+    relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    #: Relays to hold reservations on, as ``AGENT@HOST:PORT`` (published in our record).
+    relays: tuple[str, ...] = ()
 
 
 def parse_target(target: str) -> tuple[str, str, int]:

@@ -39,6 +39,7 @@ from ._connection import PeerConnection
 from ._dhtsvc import DhtService
 from ._mdns import MdnsDiscovery
 from ._natsvc import IDENTIFY_PROTOCOL, NatService
+from ._relaysvc import RELAY_PROTOCOL, RelayService
 from ._services import Services
 from ._stream import Stream
 from ._subscription import CLOSED, EventSubscription
@@ -72,7 +73,7 @@ MAX_PEER_ADDRESSES = 8
 #: Concurrent streams a peer may open on one session (each may buffer up to one window).
 MAX_STREAMS_PER_PEER = 256
 #: Stream protocols any authenticated agent may open (everything else needs trust).
-PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL})
+PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL, RELAY_PROTOCOL})
 #: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
 MAX_CONNECTIONS = 1024
 
@@ -120,6 +121,7 @@ class Node:
         self._trustsvc = TrustService(self)
         self.dht = DhtService(self)
         self.nat = NatService(self)
+        self.relay = RelayService(self)
         self._mdns: MdnsDiscovery | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -132,6 +134,8 @@ class Node:
             await node.services.start()
             node.dht.start()
             node.nat.start()
+            node.relay.start()
+            node.relay.start_reservations()
             if config.mdns:
                 await node._start_mdns()
         except BaseException:
@@ -345,6 +349,7 @@ class Node:
         if conn.identity is None:
             return
         peer = conn.agent_id
+        self.relay.connection_closed(peer)
         if self._conns.get(peer) is conn:
             del self._conns[peer]
             if conn.close_code != ErrorCode.DUPLICATE_CONNECTION:
@@ -383,6 +388,15 @@ class Node:
     def _known_addresses(self, agent_id: str) -> list[str]:
         row = self.db.query_one("SELECT addresses FROM peers WHERE agent_id = ?", (agent_id,))
         return list(json.loads(row[0])) if row is not None else []
+
+    def _new_connection(
+        self, *, outbound: bool, expected: str | None = None, via: str | None = None
+    ) -> PeerConnection:
+        conn = PeerConnection(
+            self, outbound=outbound, expected_agent=expected, session_config=self._session_config
+        )
+        conn.via = via
+        return conn
 
     async def _dial(self, agent_id: str, host: str, port: int) -> PeerConnection:
         try:
@@ -479,6 +493,8 @@ class Node:
                 else:
                     # The lookup may have reached the agent itself: that session will do.
                     conn = self.connected(agent_id) or await attempt(record.addresses)
+                    if conn is None and record.relays:
+                        conn = await self.relay.via_record(record, errors)
             if conn is not None:
                 fut.set_result(conn)
                 return conn

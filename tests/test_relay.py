@@ -1,0 +1,116 @@
+"""Relayed sessions: a node that cannot be dialed is reached through a relay it reserved
+on, by agent ID alone; the session is end-to-end TLS (the relay sees only ciphertext);
+relay abuse is refused with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import make_trusted, target, wait_until
+
+from swarmlink.errors import ErrorCode
+from swarmlink.nat import RelayRefused
+from swarmlink.runtime import Node, NodeConfig, Stream
+from swarmlink.runtime import _relaysvc as relaysvc
+
+ECHO = "/test/echo/1"
+SECRET = b"TOP-SECRET-MARKER-" * 64
+
+
+async def echo(stream: Stream) -> None:
+    while data := await stream.read():
+        stream.write(data)
+        await stream.drain()
+    stream.write_eof()
+
+
+def cfg(tmp: Path, name: str, **kw: Any) -> NodeConfig:
+    return NodeConfig(home=tmp / name, listen=(("127.0.0.1", 0),), **kw)
+
+
+async def test_unreachable_node_is_reached_through_its_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = bytearray()
+    real_read = Stream.read
+
+    async def spy(self: Stream, n: int = -1) -> bytes:
+        data = await real_read(self, n)
+        if self.protocol == relaysvc.RELAY_PROTOCOL and self.connection.node is relay:
+            seen.extend(data)
+        return data
+
+    monkeypatch.setattr(Stream, "read", spy)
+    relay = await Node.start(cfg(tmp_path, "relay", relay=True))
+    boot = (target(relay),)
+    # b listens, but tells the world an address where nobody answers: only the relay works.
+    b = await Node.start(
+        cfg(tmp_path, "b", bootstrap=boot, relays=boot, advertise=("127.0.0.1:1",))
+    )
+    a = await Node.start(cfg(tmp_path, "a", bootstrap=boot))
+    try:
+        b.set_handler(ECHO, echo)
+        await wait_until(lambda: b.relay.reservations, "b reserved on the relay")
+
+        async def published() -> bool:
+            record = await b.dht.own_record()
+            return bool(record.relays) and b.dht.info()["published_at"] is not None
+
+        await wait_until(published, "b's record lists the relay")
+        await wait_until(lambda: b.dht.last_publish_stores > 0, "stored", 15)
+        # b may have dialed a itself while publishing (it can dial out): drop that session.
+        direct = a.connected(b.agent_id)
+        if direct is not None:
+            direct.close()
+            await wait_until(lambda: a.connected(b.agent_id) is None, "direct session gone")
+        result = await a.ping(b.agent_id, interval=0)
+        assert result.received == 1
+        info = next(p for p in a.peers() if p.agent_id == b.agent_id)
+        assert info.path == f"relayed via {relay.agent_id}"
+        # Trust and an application stream over the relayed session.
+        await a.request_trust(b.agent_id, "via relay")
+        await wait_until(lambda: b.pending_trust(), "request over the relay")
+        await b.approve_trust(a.agent_id)
+        await wait_until(lambda: a.trust.is_trusted(b.agent_id), "trusted")
+        stream = await a.open_stream(b.agent_id, ECHO)
+        stream.write(SECRET)
+        stream.write_eof()
+        got = b""
+        while data := await stream.read():
+            got += data
+        assert got == SECRET
+        assert len(seen) > len(SECRET)  # the relay carried it...
+        assert b"TOP-SECRET" not in seen  # ...and never saw it
+    finally:
+        await asyncio.gather(a.close(), b.close(), relay.close())
+
+
+async def test_relay_abuse_is_refused(tmp_path: Path) -> None:
+    relay = await Node.start(cfg(tmp_path, "relay", relay=True))
+    plain = await Node.start(cfg(tmp_path, "plain"))
+    a = await Node.start(cfg(tmp_path, "a"))
+    try:
+        await a.connect(target(relay))
+        await a.connect(target(plain))
+        await make_trusted(a, plain)
+        with pytest.raises(RelayRefused, match="no reservation") as err:
+            await a.relay.dial_via(relay.agent_id, plain.agent_id)
+        assert err.value.code == ErrorCode.REFUSED
+        with pytest.raises(RelayRefused, match="not a relay"):
+            await a.relay.reserve(plain.agent_id)
+        with pytest.raises(RelayRefused, match="not a relay"):
+            await a.relay.dial_via(plain.agent_id, relay.agent_id)
+        # An "incoming" circuit from a node we hold no reservation on is refused too.
+        conn = plain.connected(a.agent_id)
+        assert conn is not None
+        stream = conn.open_stream(relaysvc.RELAY_PROTOCOL)
+        stream.write_record({"t": "incoming", "from": plain.agent_id})
+        reply = await stream.read_record()
+        assert isinstance(reply, dict) and reply["ok"] is False
+        assert "no reservation" in reply["error"]
+        assert (await a.ping(relay.agent_id, interval=0)).received == 1
+    finally:
+        await asyncio.gather(a.close(), plain.close(), relay.close())
