@@ -51,6 +51,7 @@ def invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
         (("up", "-b", f"{AGENT}@127.0.0.1:0"), "--bootstrap"),
         (("up", "--advertise", "0.0.0.0:7420"), "wildcard"),
         (("up", "--advertise", "example.org:0"), "port 0"),
+        (("up", "--relay-via", "nonsense"), "--relay-via"),
         (("lookup", "not-an-agent"), "not an agent ID"),
         (("find",), "--capability"),
         (("find", "--capability", "Bad Tag"), "lowercase"),
@@ -283,6 +284,9 @@ def test_up_passes_the_dht_options_to_the_daemon(
         "--advertise",
         "203.0.113.5:7420",
         "--no-mdns",
+        "--relay",
+        "--relay-via",
+        f"{AGENT}@198.51.100.1:7420",
     )
     assert code == 1 and "pretend failure" in output
     args = spawned[0]
@@ -291,6 +295,7 @@ def test_up_passes_the_dht_options_to_the_daemon(
     assert ("--bootstrap", f"{AGENT}@127.0.0.1:7420") in pairs
     assert ("--bootstrap", f"{AGENT_P}@[::1]:7421") in pairs
     assert ("--advertise", "203.0.113.5:7420") in pairs
-    assert "--no-mdns" in args
+    assert "--no-mdns" in args and "--relay" in args
+    assert ("--relay-via", f"{AGENT}@198.51.100.1:7420") in pairs
     invoke(tmp_path, "up", "--listen", "127.0.0.1:0")
     assert "--no-mdns" not in spawned[1] and "--bootstrap" not in spawned[1]  # mDNS: default on

@@ -114,6 +114,19 @@ def up(
         bool,
         typer.Option("--mdns/--no-mdns", help="Discover and announce nodes on the LAN (mDNS)."),
     ] = True,
+    relay: Annotated[
+        bool,
+        typer.Option(
+            "--relay", help="Relay for nodes that cannot be dialed (sees only ciphertext)."
+        ),
+    ] = False,
+    relay_via: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--relay-via",
+            help="AGENT@HOST:PORT of a relay to reserve on and publish (repeatable).",
+        ),
+    ] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -141,6 +154,10 @@ def up(
         advertised = parse_advertise(advertise or [])
     except InvalidArgument as exc:
         raise typer.BadParameter(str(exc), param_hint="--advertise") from None
+    try:
+        relays = parse_bootstrap_peers(relay_via or [])
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--relay-via") from None
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
@@ -153,11 +170,20 @@ def up(
             bootstrap=peers,
             advertise=advertised,
             mdns=mdns,
+            relay=relay,
+            relays=relays,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
         start_background(
-            State.home, addresses, log_level, bootstrap=peers, advertise=advertised, mdns=mdns
+            State.home,
+            addresses,
+            log_level,
+            bootstrap=peers,
+            advertise=advertised,
+            mdns=mdns,
+            relay=relay,
+            relays=relays,
         )
     )
     if json_out:

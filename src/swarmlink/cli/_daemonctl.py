@@ -71,6 +71,8 @@ async def start_background(
     bootstrap: Sequence[str] = (),
     advertise: Sequence[str] = (),
     mdns: bool = True,
+    relay: bool = False,
+    relays: Sequence[str] = (),
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -85,6 +87,10 @@ async def start_background(
         args += ["--advertise", address]
     if not mdns:
         args.append("--no-mdns")
+    if relay:
+        args.append("--relay")
+    for text in relays:
+        args += ["--relay-via", text]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

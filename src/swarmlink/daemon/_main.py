@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not discover or announce nodes on the LAN with mDNS (multicast)",
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="serve as a relay for nodes that cannot be dialed (end-to-end encrypted)",
+    )
+    parser.add_argument(
+        "--relay-via",
+        action="append",
+        default=[],
+        metavar="AGENT@HOST:PORT",
+        help="hold a reservation on this relay and publish it in our record, repeatable",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -65,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         bootstrap = parse_bootstrap_peers(args.bootstrap)
         advertise = parse_advertise(args.advertise)
+        relays = parse_bootstrap_peers(args.relay_via)
     except InvalidArgument as exc:
         parser.error(str(exc))
     config = DaemonConfig(
@@ -74,5 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap=bootstrap,
         advertise=advertise,
         mdns=args.mdns,
+        relay=args.relay,
+        relays=relays,
     )
     return run_daemon(config)

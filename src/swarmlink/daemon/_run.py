@@ -54,6 +54,9 @@ class DaemonConfig:
     bootstrap: tuple[str, ...] = ()
     advertise: tuple[str, ...] = ()
     mdns: bool = True
+    #: Serve as a relay; and relays to reserve on (``AGENT@HOST:PORT``).
+    relay: bool = False
+    relays: tuple[str, ...] = ()
 
 
 def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
@@ -196,6 +199,8 @@ async def _run(config: DaemonConfig) -> int:
                 "bootstrap": list(config.bootstrap),
                 "advertise": list(config.advertise),
                 "mdns": config.mdns,
+                "relay": config.relay,
+                "relays": list(config.relays),
             },
         )
         node = await Node.start(
@@ -205,6 +210,8 @@ async def _run(config: DaemonConfig) -> int:
                 bootstrap=config.bootstrap,
                 advertise=config.advertise,
                 mdns=config.mdns,
+                relay=config.relay,
+                relays=config.relays,
             )
         )
         _release_startup_memory()

@@ -334,7 +334,8 @@ def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
     if cfg.partition:
         cut = set(rng.sample(sorted(members), int(len(members) * cfg.partition)))
         world.side = {a: (1 if a in cut else 0) for a in world.ids}
-    honest = [a for a in members if a not in world.offline and a not in set(evil)]
+    evil_set = set(evil)
+    honest = [a for a in members if a not in world.offline and a not in evil_set]
 
     result = SimResult(config=cfg, success_rate=0.0)
     # Victims publish real signed records at their closest nodes; forgers attack them.
