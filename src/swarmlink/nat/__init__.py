@@ -12,17 +12,22 @@ from ._observed import (
     Observation,
     ObservedAddresses,
 )
+from ._reachability import DIALBACK_TTL, MIN_DIALBACKS, Reachability, ReachabilityTracker
 from ._relay import Circuit, RelayCore, RelayLimits, RelayRefused, Reservation
 
 __all__ = [
+    "DIALBACK_TTL",
     "MAX_OBSERVATIONS",
     "MIN_CONFIRMATIONS",
+    "MIN_DIALBACKS",
     "OBSERVATION_TTL",
     "Circuit",
     "Mapping",
     "NatReport",
     "Observation",
     "ObservedAddresses",
+    "Reachability",
+    "ReachabilityTracker",
     "RelayCore",
     "RelayLimits",
     "RelayRefused",

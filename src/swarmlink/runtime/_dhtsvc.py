@@ -537,13 +537,21 @@ class DhtService:
         return seq
 
     def _make_record(self, capabilities: Iterable[Capability], sequence: int = 0) -> AgentRecord:
+        caps = list(capabilities)
+        if self.node.config.relay:
+            from ._natsvc import RELAY_CAPABILITY
+            from ._relaysvc import RELAY_PROTOCOL
+
+            caps.append(
+                Capability(RELAY_CAPABILITY, "relay", "end-to-end encrypted relay", RELAY_PROTOCOL)
+            )
         return AgentRecord.create(
             self.node.identity,
             self.node.operational.certificate,
             addresses=advertised_addresses(self.node),
             relays=self.node.relay.advertised(),
             versions=PROTOCOL_VERSIONS,
-            capabilities=capabilities,
+            capabilities=caps,
             sequence=sequence,
             now=time.time(),
         )

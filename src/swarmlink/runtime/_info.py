@@ -41,6 +41,8 @@ def node_status(node: Node) -> NodeStatus:
         mdns=node._mdns is not None,
         reflexive_addresses=nat.reflexive,
         nat_mapping=str(nat.mapping),
+        reachability=str(node.nat.state),
+        relays=tuple(node.relay.reservations),
     )
 
 

@@ -38,7 +38,7 @@ from ._addresses import advertised_addresses
 from ._connection import PeerConnection
 from ._dhtsvc import DhtService
 from ._mdns import MdnsDiscovery
-from ._natsvc import IDENTIFY_PROTOCOL, NatService
+from ._natsvc import AUTONAT_PROTOCOL, IDENTIFY_PROTOCOL, NatService
 from ._relaysvc import RELAY_PROTOCOL, RelayService
 from ._services import Services
 from ._stream import Stream
@@ -73,7 +73,9 @@ MAX_PEER_ADDRESSES = 8
 #: Concurrent streams a peer may open on one session (each may buffer up to one window).
 MAX_STREAMS_PER_PEER = 256
 #: Stream protocols any authenticated agent may open (everything else needs trust).
-PUBLIC_PROTOCOLS = frozenset({TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL, RELAY_PROTOCOL})
+PUBLIC_PROTOCOLS = frozenset(
+    {TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL, AUTONAT_PROTOCOL, RELAY_PROTOCOL}
+)
 #: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
 MAX_CONNECTIONS = 1024
 
