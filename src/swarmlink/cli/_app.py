@@ -240,8 +240,10 @@ def status(json_out: Json = False) -> None:
         (
             "NAT",
             f"mapping {st.nat_mapping}; public address "
-            f"{', '.join(st.reflexive_addresses) or 'not confirmed yet'}",
+            f"{', '.join(st.reflexive_addresses) or 'not confirmed yet'}; "
+            f"reachability {st.reachability}",
         ),
+        ("relays", ", ".join(short(r) for r in st.relays) or "none"),
     ):
         table.add_row(f"[bold]{name}[/bold]", value)
     console.print(table)
