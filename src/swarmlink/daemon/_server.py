@@ -246,8 +246,8 @@ class ControlServer:
                 linger = True
                 return
             linger = await self._serve_connection(http)
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError) as exc:
+            log.info("control connection ended", extra={"error": repr(exc)})
         except Exception:
             log.exception("control connection failed")
         finally:

@@ -67,6 +67,8 @@ log = logging.getLogger("swarmlink.dht")
 
 #: Seconds one DHT query (dial if needed + request + response) may take.
 DHT_QUERY_TIMEOUT = 3.0
+#: Seconds the agent itself gets to confirm its current record (it may be behind a NAT).
+ASK_OWNER_TIMEOUT = 1.5
 #: Seconds between maintenance rounds (persist, expire, refresh, republish checks).
 MAINTENANCE_INTERVAL = 30.0
 #: Seconds between republications of our own record and provider announcements.
@@ -376,8 +378,13 @@ class DhtService:
         await self.run_lookup(lookup, Query.FIND_NODE)
         return [p.agent_id for p in lookup.result()]
 
-    async def resolve(self, agent_id: str, *, fresh: bool = False) -> AgentRecord:
-        """The verified record of ``agent_id`` (from the DHT; cached unless ``fresh``)."""
+    async def resolve(
+        self, agent_id: str, *, fresh: bool = False, thorough: bool = False
+    ) -> AgentRecord:
+        """The verified record of ``agent_id`` (from the DHT; cached unless ``fresh``).
+
+        A lookup stops at the first record found; ``thorough`` asks all of the closest
+        nodes instead and keeps the newest (for when the first one proved stale)."""
         agent_id = validate_agent_id(agent_id)
         now = time.time()
         if agent_id == self.node.agent_id:
@@ -403,7 +410,7 @@ class DhtService:
             return record
 
         lookup: Lookup[AgentRecord] = self.core.new_lookup(
-            target, asyncio.get_running_loop().time(), find_value=True
+            target, asyncio.get_running_loop().time(), find_value=not thorough
         )
         await self.run_lookup(lookup, Query.FIND_VALUE, check)
         if not seen:
@@ -418,7 +425,8 @@ class DhtService:
             # addresses found. The session is the one a dial by ID needs next anyway.
             self._hint(agent_id, best.addresses)
             try:
-                response = await self._query(agent_id, Query.FIND_VALUE, target)
+                async with asyncio.timeout(ASK_OWNER_TIMEOUT):
+                    response = await self._query(agent_id, Query.FIND_VALUE, target)
             except (SwarmlinkError, OSError, TimeoutError):
                 pass
             else:

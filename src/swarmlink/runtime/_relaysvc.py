@@ -25,8 +25,10 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..dht._records import AgentRecord
 from ..errors import (
     ErrorCode,
     NetworkError,
@@ -55,6 +57,8 @@ MAX_RELAY_RECORD = 512
 RELAY_CHUNK = 256 * 1024
 #: Seconds to wait for the relay (or the reserved node) to answer a request.
 RELAY_TIMEOUT = 10.0
+#: Seconds direct addresses get before a relay listed in the record is used instead.
+DIRECT_FIRST_TIMEOUT = 2.0
 
 
 def _refusal(exc: RemoteError) -> dict[str, Any]:
@@ -250,6 +254,39 @@ class RelayService:
             if addresses:
                 out.append(f"{relay}@{addresses[0]}")
         return tuple(out)
+
+    async def reach(
+        self,
+        record: AgentRecord,
+        attempt: Callable[[Sequence[str]], Awaitable[PeerConnection | None]],
+        errors: list[str],
+    ) -> PeerConnection | None:
+        """Reach ``record``'s agent: a session the lookup opened, else its direct
+        addresses (briefly, when it lists relays), else its relays. If all fail, a
+        thorough lookup may find a newer record (replicas can lag behind)."""
+        conn = self.node.connected(record.agent_id)
+        if conn is not None:
+            return conn
+        for pass_ in range(2):
+            if record.relays:
+                try:
+                    async with asyncio.timeout(DIRECT_FIRST_TIMEOUT):
+                        conn = await attempt(record.addresses)
+                except TimeoutError:
+                    errors.append(f"direct: no answer in {DIRECT_FIRST_TIMEOUT:g} s")
+                conn = conn or await self.via_record(record, errors)
+            else:
+                conn = await attempt(record.addresses)
+            if conn is not None or pass_:
+                return conn
+            try:
+                newer = await self.node.dht.resolve(record.agent_id, fresh=True, thorough=True)
+            except SwarmlinkError:
+                return None
+            if newer.sequence <= record.sequence:
+                return None
+            record = newer
+        return None
 
     async def via_record(self, record: Any, errors: list[str]) -> PeerConnection | None:
         """Reach ``record``'s agent through one of the relays it lists."""

@@ -493,10 +493,7 @@ class Node:
                         ) from None
                     errors.append(str(exc))
                 else:
-                    # The lookup may have reached the agent itself: that session will do.
-                    conn = self.connected(agent_id) or await attempt(record.addresses)
-                    if conn is None and record.relays:
-                        conn = await self.relay.via_record(record, errors)
+                    conn = await self.relay.reach(record, attempt, errors)
             if conn is not None:
                 fut.set_result(conn)
                 return conn
