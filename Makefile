@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint typecheck unit bench clean sysdeps
+.PHONY: run test lint typecheck unit bench natlab clean sysdeps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ unit: $(TSTAMP)
 	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q
 
 test: sysdeps lint typecheck unit
+
+# The NAT lab alone, with its matrix printed (root: network namespaces + nftables).
+natlab: sysdeps $(TSTAMP)
+	$(BIN)/pytest -q -s tests/test_nat_lab.py
 
 bench: $(STAMP)
 	@$(BIN)/python bench/run.py
