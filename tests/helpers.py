@@ -95,3 +95,15 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop daemon processes: SIGTERM (graceful), then SIGKILL after 10 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import stop_all
 
 from swarmlink.client import Client
 
@@ -103,11 +104,4 @@ async def test_thirty_daemons_resolve_each_other_by_id(tmp_path: Path) -> None:
         for p in procs:
             assert p.poll() is None, "a daemon died"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import stop_all
 
 from swarmlink.client import Client
 from swarmlink.identity import IdentityKey
@@ -148,11 +149,4 @@ async def test_daemons_find_each_other_on_the_lan_with_no_configuration(
         result = await b.ping_result(sa.agent_id, interval=0)  # type: ignore[attr-defined]
         assert result.received == 1
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stop_all
 from netns_lab import KINDS, NatLab, lab_available
 
 from swarmlink.client import Client
@@ -108,11 +109,4 @@ async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path) -> None
                 if a != "public":
                     assert "direct" in matrix[(a, "public")], matrix
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_all(procs)
