@@ -45,13 +45,13 @@ typecheck: $(TSTAMP)
 	$(BIN)/mypy --strict src
 
 unit: $(TSTAMP)
-	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q -m "not natlab"
 
 test: sysdeps lint typecheck unit
 
 # The NAT lab alone, with its matrix printed (root: network namespaces + nftables).
 natlab: sysdeps $(TSTAMP)
-	$(BIN)/pytest -q -s tests/test_nat_lab.py
+	$(BIN)/pytest -q -s -m natlab tests/test_nat_lab.py
 
 bench: $(STAMP)
 	@$(BIN)/python bench/run.py
