@@ -84,6 +84,18 @@ async def test_unreachable_node_is_reached_through_its_relay(
         assert got == SECRET
         assert len(seen) > len(SECRET)  # the relay carried it...
         assert b"TOP-SECRET" not in seen  # ...and never saw it
+        # b's session to the relay drops: the relay forgets the reservation, b makes it
+        # again at once (not at its next renewal).
+        core = relay.relay.core
+        assert core is not None and b.agent_id in core.reservations
+        to_relay = b.connected(relay.agent_id)
+        assert to_relay is not None
+        to_relay.close()
+        await wait_until(lambda: b.connected(relay.agent_id) is not to_relay, "session gone")
+        await wait_until(
+            lambda: b.agent_id in core.reservations and relay.agent_id in b.relay.reservations,
+            "reservation made again",
+        )
     finally:
         await asyncio.gather(a.close(), b.close(), relay.close())
 

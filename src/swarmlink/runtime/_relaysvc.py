@@ -133,14 +133,20 @@ class RelayService:
         #: Relays we hold a reservation on: agent ID -> expiry.
         self.reservations: dict[str, float] = {}
         self._pipes: set[asyncio.Task[Any]] = set()
+        self._lost: dict[str, asyncio.Event] = {}  # configured relays -> "session lost"
 
     def start(self) -> None:
         self.node.set_handler(RELAY_PROTOCOL, self.serve)
 
     def connection_closed(self, agent_id: str) -> None:
+        """The last session with ``agent_id`` ended: a reservation it held on us goes;
+        one we held on it is gone too, and is made again at once."""
         if self.core is not None:
             self.core.release(agent_id)
-        self.reservations.pop(agent_id, None)
+        if self.reservations.pop(agent_id, None) is not None:
+            lost = self._lost.get(agent_id)
+            if lost is not None:
+                lost.set()
 
     # ---- serving ----------------------------------------------------------------------
 
@@ -234,17 +240,23 @@ class RelayService:
         from ._dhtsvc import parse_bootstrap
 
         relay, address = parse_bootstrap(text)
-        delay = 1.0
+        lost = self._lost.setdefault(relay, asyncio.Event())
+        backoff = 1.0
         while True:
+            lost.clear()
             try:
                 await self.node.connection(relay, hints=[address])
                 expires = await self.reserve(relay)
                 self.node.dht.schedule_publish()  # our record lists the relay now
-                delay = max(30.0, (expires - time.time()) / 2)
+                delay, backoff = max(30.0, (expires - time.time()) / 2), 1.0
             except SwarmlinkError as exc:
                 log.warning("relay reservation failed", extra={"relay": text, "error": str(exc)})
-                delay = min(delay * 2, 60.0)
-            await asyncio.sleep(delay)
+                delay = backoff = min(backoff * 2, 60.0)
+            # Renew at half-life, or at once (after the backoff) if the session drops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await lost.wait()
+                    await asyncio.sleep(backoff)
 
     def advertised(self) -> tuple[str, ...]:
         """``RELAY@HOST:PORT`` for each relay holding a reservation for us."""

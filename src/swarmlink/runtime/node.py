@@ -351,9 +351,9 @@ class Node:
         if conn.identity is None:
             return
         peer = conn.agent_id
-        self.relay.connection_closed(peer)
         if self._conns.get(peer) is conn:
             del self._conns[peer]
+            self.relay.connection_closed(peer)  # only when no session with it remains
             if conn.close_code != ErrorCode.DUPLICATE_CONNECTION:
                 code = conn.close_code or ErrorCode.NO_ERROR
                 self.publish(
