@@ -90,7 +90,8 @@ class Box:
 
     def daemon(self, home: Path, *extra: str) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "swarmlink.daemon", "--home", str(home)]
-        args += ["--listen", f"{self.ip}:7420", "--no-mdns", "--log-level", "info", *extra]
+        level = os.environ.get("SWARMLINK_LAB_LOG_LEVEL", "info")
+        args += ["--listen", f"{self.ip}:7420", "--no-mdns", "--log-level", level, *extra]
         return self.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
