@@ -263,3 +263,38 @@ async def test_lying_nodes_cannot_forge_or_roll_back_a_record(tmp_path: Path) ->
                 del liar.dht.core.handle  # back to the class method
     finally:
         await close_all(nodes)
+
+
+async def test_a_waiter_survives_when_the_dial_it_waits_for_is_abandoned(
+    tmp_path: Path,
+) -> None:
+    """Two callers want the same peer; the first gives up (timeout) mid-dial. The
+    second must get its own session, not the first caller's cancellation."""
+    nodes = await start_network(tmp_path, 2)
+    a, b = nodes
+    try:
+        live = a.connected(b.agent_id)
+        if live is not None:
+            live.close()
+            await wait_until(lambda: a.connected(b.agent_id) is None, "closed")
+        real_dial = a._dial
+        gate = asyncio.Event()
+
+        async def slow_dial(agent_id: str, host: str, port: int) -> Any:
+            if not gate.is_set():
+                gate.set()
+                await asyncio.sleep(3600)  # the abandoned attempt: cancelled below
+            return await real_dial(agent_id, host, port)
+
+        a._dial = slow_dial  # type: ignore[method-assign]
+        first = asyncio.create_task(a.connection(b.agent_id, hints=[target(b).split("@")[1]]))
+        await gate.wait()
+        second = asyncio.create_task(a.connection(b.agent_id))
+        await wait_until(lambda: b.agent_id in a._dialing, "first dial registered")
+        first.cancel()
+        conn = await asyncio.wait_for(second, 10)
+        assert conn.agent_id == b.agent_id
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    finally:
+        await close_all(nodes)

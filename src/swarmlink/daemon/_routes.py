@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from ..dht import MAX_CAPABILITY_TAG, capability_key
 from ..dht._records import MAX_CAPABILITY_TEXT
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, StateError
 from ..identity import validate_agent_id
 from ._args import Args, parse_json_body, parse_query
 from ._errors import error_body, error_object, error_status
@@ -440,7 +440,17 @@ class _LazyNdjson:
                 op.cancel()
             await asyncio.gather(op, watcher, return_exceptions=True)
         if op.cancelled():
-            log.info("control client went away; %s cancelled", what)
+            if watcher.done() and not watcher.cancelled():
+                log.info("control client went away; %s cancelled", what)
+                return
+            # Cancelled from inside (a bug): answer instead of closing without a word.
+            inner = StateError(f"{what} was cancelled inside the daemon")
+            log.error("%s cancelled inside the daemon", what)
+            if not self._started:
+                await self._http.respond_json(error_status(inner), error_body(inner, where=what))
+            else:
+                self.line({"event": "error", "error": error_object(inner, where=what)})
+                await self._http.end_ndjson()
             return
         exc = op.exception()
         if exc is not None and not self._started:

@@ -464,7 +464,14 @@ class Node:
             return conn
         pending = self._dialing.get(agent_id)
         if pending is not None and resolve:
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are cancelled ourselves
+            # The dial we waited for was abandoned by its caller (a timeout): our own.
+            return await self.connection(agent_id, hints=hints, resolve=resolve)
         if pending is not None:
             # A DHT query to an agent we are resolving right now: dial it directly (a
             # duplicate session, if any, is settled like a simultaneous dial).
