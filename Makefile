@@ -45,7 +45,7 @@ typecheck: $(TSTAMP)
 	$(BIN)/mypy --strict src
 
 unit: $(TSTAMP)
-	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q -m "not natlab"
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q
 
 test: sysdeps lint typecheck unit
 
