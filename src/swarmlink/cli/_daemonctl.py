@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import NodeNotRunning, SwarmlinkError
 from ..runtime.config import DEFAULT_PORT, parse_hostport
 from ..runtime.model import NodeStatus
+from ..wire.address import format_hostport
 
 __all__ = ["UP_TIMEOUT", "parse_listen", "start_background", "stop", "wait_gone"]
 
@@ -80,7 +81,7 @@ async def start_background(
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     args = [sys.executable, "-m", "swarmlink.daemon", "--home", str(home), "--log-level", log_level]
     for host, port in listen:
-        args += ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        args += ["--listen", format_hostport(host, port)]
     for peer in bootstrap:
         args += ["--bootstrap", peer]
     for address in advertise:

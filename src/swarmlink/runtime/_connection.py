@@ -31,6 +31,7 @@ from ..session import (
     StreamReset,
     StreamWritable,
 )
+from ..wire.address import format_hostport
 from ._stream import Stream
 
 if TYPE_CHECKING:
@@ -141,14 +142,10 @@ class PeerConnection(asyncio.Protocol):
             _set_ssl_buffer(self._ssl_proto, SSL_IDLE_BUFFER)
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
-            host = peername[0]
-            self.address = f"[{host}]:{peername[1]}" if ":" in host else f"{host}:{peername[1]}"
+            self.address = format_hostport(peername[0], peername[1])
         sockname = transport.get_extra_info("sockname")
         if isinstance(sockname, tuple):
-            host = sockname[0]
-            self.local_address = (
-                f"[{host}]:{sockname[1]}" if ":" in host else f"{host}:{sockname[1]}"
-            )
+            self.local_address = format_hostport(sockname[0], sockname[1])
         now = self._loop.time()
         self.last_activity = now
         self.session = Session(is_client=self.outbound, config=self._session_config, now=now)

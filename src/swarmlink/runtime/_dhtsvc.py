@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..identity import validate_agent_id
 from ..wire import PROTOCOL_VERSIONS
-from ..wire.address import parse_hostport
+from ..wire.address import format_hostport, parse_hostport
 from ._addresses import advertised_addresses
 from ._stream import Stream
 
@@ -90,7 +90,7 @@ def parse_bootstrap(text: str) -> tuple[str, str]:
     host, port = parse_hostport(address)
     if port == 0:
         raise InvalidArgument(f"bad bootstrap peer {text!r}: the port must not be 0")
-    return agent, (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return agent, format_hostport(host, port)
 
 
 class DhtService:

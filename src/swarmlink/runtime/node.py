@@ -32,6 +32,7 @@ from ..identity import KeyStore, PeerIdentity, make_ssl_context, validate_agent_
 from ..session import SessionConfig
 from ..storage import Database
 from ..trust import TRUST_PROTOCOL, TrustBook
+from ..wire.address import format_hostport
 from . import _info
 from . import events as ev
 from ._addresses import advertised_addresses
@@ -181,7 +182,7 @@ class Node:
         for server in self._servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
-                out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+                out.append(format_hostport(host, port))
         return tuple(out)
 
     @property
@@ -434,7 +435,7 @@ class Node:
         except TimeoutError:
             conn.close(ErrorCode.IDLE_TIMEOUT, "handshake timed out")
             raise NetworkError(f"handshake with {host}:{port} timed out") from None
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = format_hostport(host, port)
         self._remember_peer(winner, dialed=address)
         return winner
 
@@ -442,7 +443,7 @@ class Node:
         """Dial ``AGENT@HOST:PORT``; the peer must prove it holds AGENT's identity key."""
         agent_id, host, port = parse_target(target)
         conn = self._conns.get(agent_id)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = format_hostport(host, port)
         if conn is None or conn.closed:
             conn = await self._dial(agent_id, host, port)
         else:
