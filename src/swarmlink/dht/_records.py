@@ -78,6 +78,13 @@ RECORD_FUTURE_SKEW = 300
 MAX_STORED_RECORDS = 50_000
 
 _FIELDS = {"v", "c", "a", "r", "p", "cap", "seq", "iat", "exp", "sig"}
+#: The list fields of a record and their lengths at most.
+_LIST_LIMITS = {
+    "a": MAX_RECORD_ADDRESSES,
+    "r": MAX_RECORD_ADDRESSES,
+    "p": MAX_RECORD_VERSIONS,
+    "cap": MAX_CAPABILITIES,
+}
 
 
 def _bad(what: str) -> ProtocolViolation:
@@ -276,11 +283,8 @@ class AgentRecord:
             raise _bad("the certificate must be bytes")
         certificate = OperationalCertificate.decode(value["c"])
         lists = {}
-        for name in ("a", "r", "p", "cap"):
+        for name, limit in _LIST_LIMITS.items():
             items = value[name]
-            limit = {"a": MAX_RECORD_ADDRESSES, "r": MAX_RECORD_ADDRESSES}.get(
-                name, MAX_RECORD_VERSIONS if name == "p" else MAX_CAPABILITIES
-            )
             if not isinstance(items, list) or len(items) > limit:
                 raise _bad(f"field {name!r} must be a list of at most {limit} items")
             lists[name] = items

@@ -242,13 +242,9 @@ class RoutingTable:
         if index is None:
             return False
         bucket = self._buckets[index]
-        entry = bucket.entries[agent_id]
-        if addresses and addresses != entry.contact.addresses:
+        if addresses and addresses != bucket.entries[agent_id].contact.addresses:
             return False
-        entry.last_seen = now
-        entry.failures = 0
-        bucket.entries.move_to_end(agent_id)
-        bucket.touched = now
+        self._seen(bucket, agent_id, now)
         return True
 
     def observe(self, contact: Contact, now: float) -> Contact | None:
@@ -271,9 +267,7 @@ class RoutingTable:
         entry = bucket.entries.get(aid)
         if entry is not None:
             entry.contact = contact
-            entry.last_seen = now
-            entry.failures = 0
-            bucket.entries.move_to_end(aid)
+            self._seen(bucket, aid, now)
             return None
         if len(bucket.entries) >= self.k:
             dead = next((a for a, e in bucket.entries.items() if e.failures >= MAX_FAILURES), None)
@@ -304,11 +298,7 @@ class RoutingTable:
             return
         bucket = self._buckets[index]
         if alive:
-            entry = bucket.entries[aid]
-            entry.last_seen = now
-            entry.failures = 0
-            bucket.entries.move_to_end(aid)
-            bucket.touched = now
+            self._seen(bucket, aid, now)
         else:
             self._evict(index, aid)
 
@@ -356,6 +346,15 @@ class RoutingTable:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < ID_BITS:
             raise InvalidArgument(f"bucket index must be 0..{ID_BITS - 1}, got {index!r}")
         return self._buckets[index]
+
+    @staticmethod
+    def _seen(bucket: _Bucket, aid: str, now: float) -> None:
+        """``aid`` (in ``bucket``) is alive: most recently seen, failures forgotten."""
+        entry = bucket.entries[aid]
+        entry.last_seen = now
+        entry.failures = 0
+        bucket.entries.move_to_end(aid)
+        bucket.touched = now
 
     def _evict(self, index: int, aid: str) -> None:
         bucket = self._buckets[index]

@@ -336,6 +336,10 @@ def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
         world.side = {a: (1 if a in cut else 0) for a in world.ids}
     evil_set = set(evil)
     honest = [a for a in members if a not in world.offline and a not in evil_set]
+    # Honest nodes per side of the partition, in the same order (targets share a side).
+    by_side: dict[int, list[str]] = {}
+    for a in honest:
+        by_side.setdefault(world.side.get(a, 0), []).append(a)
 
     result = SimResult(config=cfg, success_rate=0.0)
     # Victims publish real signed records at their closest nodes; forgers attack them.
@@ -357,8 +361,9 @@ def run_simulation(cfg: SimConfig, *, progress: Any = None) -> SimResult:
             agent = joins_due.pop()
             world.join(agent, rng.choice(honest))
             honest.append(agent)
+            by_side.setdefault(world.side.get(agent, 0), []).append(agent)
         origin = rng.choice(honest)
-        candidates = [a for a in honest if world.side.get(a, 0) == world.side.get(origin, 0)]
+        candidates = by_side[world.side.get(origin, 0)]
         target = rng.choice(candidates)
         if target == origin:
             target = candidates[(candidates.index(origin) + 1) % len(candidates)]
