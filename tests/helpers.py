@@ -17,19 +17,33 @@ from swarmlink.runtime import Node, NodeConfig
 
 
 async def wait_until(
-    predicate: Callable[[], Any], what: str = "condition", timeout: float = 10.0
+    predicate: Callable[[], Any],
+    what: str = "condition",
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.005,
+    tolerate: tuple[type[Exception], ...] = (),
 ) -> Any:
-    """Poll ``predicate`` (sync or async) until truthy; fail with ``what`` at the deadline."""
+    """Poll ``predicate`` (sync or async) until truthy; fail with ``what`` at the deadline.
+
+    Exceptions of the ``tolerate`` types count as "not yet" (a daemon still starting);
+    the last one is named in the failure."""
     deadline = time.monotonic() + timeout
+    last: object = None
     while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
+        try:
+            value = predicate()
+            if isinstance(value, Awaitable):
+                value = await value
+        except tolerate as exc:
+            last = exc
+        else:
+            if value:
+                return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
+            detail = f" (last: {last!r})" if last is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        await asyncio.sleep(interval)
 
 
 @asynccontextmanager
@@ -42,6 +56,14 @@ async def running_nodes(tmp: Path, *names: str) -> AsyncIterator[list[Node]]:
     finally:
         for node in nodes:
             await node.close()
+
+
+async def drop_session(a: Node, b: Node, what: str = "session closed") -> None:
+    """Close ``a``'s session with ``b``, if any, and wait until it is gone."""
+    conn = a.connected(b.agent_id)
+    if conn is not None:
+        conn.close()
+        await wait_until(lambda: a.connected(b.agent_id) is None, what)
 
 
 def target(node: Node) -> str:

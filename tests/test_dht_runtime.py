@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import target, wait_until
+from helpers import drop_session, target, wait_until
 
 from swarmlink.dht import DHT_PROTOCOL, Query, Request, Response, node_id
 from swarmlink.dht._records import AgentRecord
@@ -63,10 +63,7 @@ async def test_dial_by_id_alone(tmp_path: Path) -> None:
     try:
         a, b = nodes[1], nodes[4]
         a.db.execute("DELETE FROM peers WHERE agent_id = ?", (b.agent_id,))
-        conn = a.connected(b.agent_id)
-        if conn is not None:
-            conn.close()
-            await wait_until(lambda: a.connected(b.agent_id) is None, "closed")
+        await drop_session(a, b)
         result = await a.ping(b.agent_id, interval=0)
         assert result.received == 1
         # Trust requests, messages and forwards too: nobody ever typed an address.
@@ -273,10 +270,7 @@ async def test_a_waiter_survives_when_the_dial_it_waits_for_is_abandoned(
     nodes = await start_network(tmp_path, 2)
     a, b = nodes
     try:
-        live = a.connected(b.agent_id)
-        if live is not None:
-            live.close()
-            await wait_until(lambda: a.connected(b.agent_id) is None, "closed")
+        await drop_session(a, b)
         real_dial = a._dial
         gate = asyncio.Event()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import stop_all
+from helpers import stop_all, wait_until
 
 from swarmlink.client import Client
 from swarmlink.identity import IdentityKey
@@ -231,6 +231,11 @@ async def _read_until(
             return line
 
 
+def _poll(fn: Any, what: str) -> Any:
+    """Wait for a daemon answer (errors while it starts count as "not yet")."""
+    return wait_until(fn, what, 30.0, interval=0.1, tolerate=(Exception,))
+
+
 @pytest.mark.timeout(60)
 async def test_two_discoveries_find_each_other_in_private_namespaces(
     lan: tuple[tuple[str, str], tuple[str, str]],
@@ -269,20 +274,6 @@ def _daemon(netns: str, home: Path, address: str) -> subprocess.Popen[bytes]:
     args = ["ip", "netns", "exec", netns, sys.executable, "-m", "swarmlink.daemon"]
     args += ["--home", str(home), "--listen", f"{address}:7420", "--log-level", "debug"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def _poll(fn: object, what: str, timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = await fn()  # type: ignore[operator]
-        except Exception:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.timeout(120)

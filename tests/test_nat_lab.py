@@ -9,14 +9,13 @@ reach every other **by agent ID alone**. Prints the matrix (direct or relayed, t
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import stop_all
+from helpers import stop_all, wait_until
 from netns_lab import KINDS, NatLab, lab_available
 
 from swarmlink.client import Client
@@ -26,20 +25,9 @@ ok, why = lab_available()
 pytestmark = [pytest.mark.natlab, pytest.mark.skipif(not ok, reason=why)]
 
 
-async def _poll(fn: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await fn()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-        await asyncio.sleep(0.2)
+def _poll(fn: Any, what: str) -> Any:
+    """Wait for a daemon answer (errors while it starts count as "not yet")."""
+    return wait_until(fn, what, 90.0, interval=0.2, tolerate=(Exception,))
 
 
 @pytest.mark.timeout(400)

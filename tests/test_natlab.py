@@ -252,6 +252,19 @@ EIM = {"public", "fullcone", "restricted", "double"}  # endpoint-independent map
 OPEN = {"public", "fullcone"}  # endpoint-independent filtering
 
 
+def _check_mapping(kind: str, host: Host, port: int, seen: list[str]) -> None:
+    """Both servers saw the NAT's public IP; the same port iff the mapping is
+    endpoint-independent; a public host is seen at its own address."""
+    (ip1, p1), (ip2, p2) = map(_ip_port, seen)
+    assert ip1 == ip2 == host.public_ip
+    if kind in EIM:
+        assert p1 == p2, seen
+    else:
+        assert p1 != p2, seen
+    if kind == "public":
+        assert (ip1, p1) == (host.ip, port)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_udp_mapping(lab: Lab, kind: str) -> None:
     host, (s1, s2, _) = lab.hosts[kind], lab.servers
@@ -263,14 +276,7 @@ def test_udp_mapping(lab: Lab, kind: str) -> None:
         for s in (s1, s2)
     ]
     print(f"{kind}: udp local {host.host.ip}:{port} observed {seen}")
-    (ip1, p1), (ip2, p2) = map(_ip_port, seen)
-    assert ip1 == ip2 == host.host.public_ip
-    if kind in EIM:
-        assert p1 == p2, seen
-    else:
-        assert p1 != p2, seen
-    if kind == "public":
-        assert (ip1, p1) == (host.host.ip, port)
+    _check_mapping(kind, host.host, port, seen)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -282,14 +288,7 @@ def test_tcp_mapping(lab: Lab, kind: str) -> None:
         for s in (s1, s2)
     ]
     print(f"{kind}: tcp local {host.host.ip}:{port} observed {seen}")
-    (ip1, p1), (ip2, p2) = map(_ip_port, seen)
-    assert ip1 == ip2 == host.host.public_ip
-    if kind in EIM:
-        assert p1 == p2, seen
-    else:
-        assert p1 != p2, seen
-    if kind == "public":
-        assert (ip1, p1) == (host.host.ip, port)
+    _check_mapping(kind, host.host, port, seen)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import target, wait_until
+from helpers import drop_session, target, wait_until
 
 from swarmlink.errors import StreamReset
 from swarmlink.nat import Reachability, ReachabilityTracker
@@ -60,10 +60,7 @@ async def test_private_node_gets_a_relay_by_itself(tmp_path: Path) -> None:
         record = await private.dht.own_record()
         assert record.relays and record.relays[0].startswith(relay.agent_id)
         # other reaches private by ID, through the relay.
-        direct = other.connected(private.agent_id)
-        if direct is not None:
-            direct.close()
-            await wait_until(lambda: other.connected(private.agent_id) is None, "closed")
+        await drop_session(other, private)
         other.db.execute("DELETE FROM peers WHERE agent_id = ?", (private.agent_id,))
         other.dht.store.remove(private.agent_id)
         assert (await other.ping(private.agent_id, interval=0)).received == 1

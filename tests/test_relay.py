@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_trusted, target, wait_until
+from helpers import drop_session, make_trusted, target, wait_until
 
 from swarmlink.errors import ErrorCode
 from swarmlink.nat import RelayRefused
@@ -62,10 +62,7 @@ async def test_unreachable_node_is_reached_through_its_relay(
         await wait_until(published, "b's record lists the relay")
         await wait_until(lambda: b.dht.last_publish_stores > 0, "stored", 15)
         # b may have dialed a itself while publishing (it can dial out): drop that session.
-        direct = a.connected(b.agent_id)
-        if direct is not None:
-            direct.close()
-            await wait_until(lambda: a.connected(b.agent_id) is None, "direct session gone")
+        await drop_session(a, b, "direct session gone")
         result = await a.ping(b.agent_id, interval=0)
         assert result.received == 1
         info = next(p for p in a.peers() if p.agent_id == b.agent_id)
