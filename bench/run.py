@@ -167,6 +167,60 @@ async def bench_tunnel(workdir: Path, total: int) -> dict[str, Any]:
     }
 
 
+async def bench_relay(workdir: Path, total: int) -> dict[str, Any]:
+    """One pair of daemons, ``total`` bytes a → b through a relay daemon, then over a
+    direct session between the same two daemons (hole punching off, so each path stays
+    what it is): the relayed / direct throughput ratio."""
+    log(f"relayed vs direct throughput: {total >> 20} MiB each way")
+    dr, cr = start_daemon(workdir / "relay", "--relay")
+    procs = [dr]
+    try:
+        sr = await wait_ready(cr, dr)
+        relay = f"{sr.agent_id}@{sr.listen[0]}"
+        db, cb = start_daemon(
+            workdir / "relayed-b",
+            "--bootstrap", relay, "--relay-via", relay, "--advertise", "127.0.0.1:1",
+            "--no-hole-punching",
+        )  # fmt: skip
+        da, ca = start_daemon(workdir / "relayed-a", "--bootstrap", relay, "--no-hole-punching")
+        procs += [da, db]
+        sb, sa = await wait_ready(cb, db), await wait_ready(ca, da)
+        await poll(lambda: _reserved(cb), "b's relay reservation in its record", 30)
+        await ca.trust_request(sb.agent_id, "bench")
+        await poll(lambda: cb.trust_pending(), "trust request")
+        await cb.trust_approve(sa.agent_id)
+        await poll(lambda: ca.trust_list(), "trust")
+        await ca.disconnect(sb.agent_id)
+        await ca.ping_result(sb.agent_id, interval=0)
+        peer = next(p for p in await ca.peers() if p.agent_id == sb.agent_id)
+        assert peer.path.startswith("relayed"), peer.path
+        await ca.bench(sb.agent_id, size=16 << 20)  # warm-up
+        relayed = max(
+            [(await ca.bench(sb.agent_id, size=total)).throughput_mib_s for _ in range(2)]
+        )
+        await ca.disconnect(sb.agent_id)
+        await ca.connect(f"{sb.agent_id}@{sb.listen[0]}")
+        peer = next(p for p in await ca.peers() if p.agent_id == sb.agent_id)
+        assert peer.path == "direct", peer.path
+        await ca.bench(sb.agent_id, size=16 << 20)
+        direct = max([(await ca.bench(sb.agent_id, size=total)).throughput_mib_s for _ in range(2)])
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+    return {
+        "bytes": total,
+        "direct_mib_s": round(direct, 1),
+        "relayed_mib_s": round(relayed, 1),
+        "ratio": round(relayed / direct, 3),
+        "target_ratio": 0.3,
+    }
+
+
+async def _reserved(client: Client) -> bool:
+    return bool((await client.lookup((await client.status()).agent_id)).get("relays"))
+
+
 async def poll(fn: Any, what: str, timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -436,16 +490,18 @@ async def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument(
-        "--only", choices=["tunnel", "connect", "messages", "rss", "dht"], action="append"
+        "--only", choices=["tunnel", "relay", "connect", "messages", "rss", "dht"], action="append"
     )
     args = parser.parse_args()
     big = not args.quick
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
         work = Path(tmp)
-        only = set(args.only or ["tunnel", "connect", "messages", "rss", "dht"])
+        only = set(args.only or ["tunnel", "relay", "connect", "messages", "rss", "dht"])
         if "tunnel" in only:
             results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
+        if "relay" in only:
+            results["relay_throughput"] = await bench_relay(work, (256 if big else 32) << 20)
         if "connect" in only:
             results["connect_first_byte"] = await bench_connect(work, 50 if big else 10)
         if "messages" in only:

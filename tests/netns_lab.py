@@ -75,6 +75,17 @@ def _nft_rules(kind: str, pub_if: str) -> str:
     )
 
 
+def _wan_firewall(pub_if: str) -> str:
+    """Like a home router: unsolicited connections to the router itself are dropped
+    silently. Without it the router's own kernel answers a SYN that matches no mapping
+    with a RST, which kills the peer's half of a hole punch."""
+    return (
+        "table ip wan {\n"
+        "  chain input { type filter hook input priority filter; policy accept;\n"
+        f'   iifname "{pub_if}" ct state new drop\n  }}\n}}\n'
+    )
+
+
 @dataclass
 class Box:
     """One machine of the lab: runs commands in its namespace."""
@@ -152,7 +163,7 @@ class NatLab:
             public, pub_if = self._uplink(ns, pool)
         else:
             public, pub_if = self._inside(upstream, ns)
-        rules = _nft_rules(kind, pub_if)
+        rules = _nft_rules(kind, pub_if) + _wan_firewall(pub_if)
         proc = subprocess.run(
             ["ip", "netns", "exec", ns, "nft", "-f", "-"],
             input=rules,

@@ -9,6 +9,7 @@ reach every other **by agent ID alone**. Prints the matrix (direct or relayed, t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -25,14 +26,43 @@ ok, why = lab_available()
 pytestmark = [pytest.mark.natlab, pytest.mark.skipif(not ok, reason=why)]
 
 
+#: Bytes sent per throughput measurement.
+BENCH_BYTES = 32 * 1024 * 1024
+
+
+def _punchable(a: str, b: str) -> bool:
+    """Whether theory allows a direct path: only a symmetric NAT facing a port-restricted
+    one (alone or behind a carrier NAT) defeats TCP hole punching."""
+    return "symmetric" not in (a, b) or not {a, b} & {"restricted", "double"}
+
+
+async def _path(client: Client, agent_id: str, *, exact: bool = False) -> str:
+    peer = next(p for p in await client.peers() if p.agent_id == agent_id)
+    if exact:
+        return peer.path
+    return "direct" if peer.path.startswith("direct") else "relayed"
+
+
+def _print_matrix(title: str, kinds: list[str], cells: dict[tuple[str, str], str]) -> None:
+    width = max(len(v) for v in cells.values()) + 2
+    print(title)
+    print("from \\ to".ljust(11) + "".join(k.ljust(width) for k in kinds))
+    for a in kinds:
+        print(a.ljust(11) + "".join(cells.get((a, b), "-").ljust(width) for b in kinds))
+
+
 def _poll(fn: Any, what: str) -> Any:
     """Wait for a daemon answer (errors while it starts count as "not yet")."""
     return wait_until(fn, what, 90.0, interval=0.2, tolerate=(Exception,))
 
 
 @pytest.mark.timeout(400)
-async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize("punch", ["tcp+quic", "quic"])
+async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path, punch: str) -> None:
+    """``tcp+quic``: the default (a punched TCP session is preferred); ``quic``: agents
+    punch with QUIC over UDP only."""
     procs: list[subprocess.Popen[bytes]] = []
+    extra = ("--punch-transport", "quic") if punch == "quic" else ()
     with NatLab() as lab:
         print(f"lab prefix {lab.prefix}")
         boot_box = lab.add("boot", "public", pool=0)
@@ -47,19 +77,23 @@ async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path) -> None
             await _poll(Client(tmp_path / "relay2").status, "second relay")
             clients: dict[str, Client] = {}
             for kind, box in boxes.items():
-                procs.append(box.daemon(tmp_path / kind, "--bootstrap", bootstrap))
+                procs.append(box.daemon(tmp_path / kind, "--bootstrap", bootstrap, *extra))
                 clients[kind] = Client(tmp_path / kind)
             agents = {
                 k: (await _poll(c.status, f"{k} daemon")).agent_id for k, c in clients.items()
             }
 
-            # Reachability from dial-backs; NATed agents reserve relays by themselves.
+            # Reachability from dial-backs; NATed agents reserve relays by themselves. A
+            # full cone maps the listening port for anyone: dial-backs may prove it public.
             for kind, client in clients.items():
 
                 async def settled(client: Client = client, kind: str = kind) -> bool:
                     st = await client.status()
-                    if kind == "public":
-                        return st.reachability == "public"
+                    if st.reachability == "public":
+                        published = (await client.dht_info())["advertised"]
+                        return kind in ("public", "fullcone") and all(
+                            a in published for a in st.reflexive_addresses
+                        )
                     return st.reachability == "private" and len(st.relays) >= 1
 
                 await _poll(settled, f"{kind}: reachability and relays")
@@ -70,32 +104,62 @@ async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path) -> None
                     f"{kind:10} reachability {st.reachability:8} mapping {st.nat_mapping:20} "
                     f"public {','.join(st.reflexive_addresses) or '-':22} relays {len(st.relays)}"
                 )
-                if kind != "public":
-                    assert st.reachability == "private"
+                assert (st.reachability == "public") == (kind == "public") or kind == "fullcone"
             print("\n".join(rows))
 
-            # Every ordered pair, by agent ID alone.
-            matrix: dict[tuple[str, str], str] = {}
+            # Every ordered pair, by agent ID alone; then the upgrade to direct (timed from
+            # the first relayed round trip).
+            cells: dict[tuple[str, str], str] = {}
+            upgraded: dict[tuple[str, str], str] = {}  # punched pairs -> their path
+            best = "direct (QUIC)" if punch == "quic" else "direct"
+            paths: dict[tuple[str, str], str] = {}
             for a, ca in clients.items():
                 for b in clients:
                     if a == b:
                         continue
+                    # A fresh start for each pair: no session left from DHT traffic.
+                    await ca.disconnect(agents[b])
                     started = time.perf_counter()
                     result = await ca.ping_result(agents[b], interval=0)
-                    ms = (time.perf_counter() - started) * 1000
-                    peer = next(p for p in await ca.peers() if p.agent_id == agents[b])
-                    path = "direct" if peer.path == "direct" else "relayed"
-                    ok_ = "ok" if result.received == 1 else "FAIL"
-                    matrix[(a, b)] = f"{ok_} {path} {ms:.0f}ms"
-            width = 18
-            print("from \\ to".ljust(11) + "".join(k.ljust(width) for k in clients))
-            for a in clients:
-                cells = (matrix.get((a, b), "-").ljust(width) for b in clients)
-                print(a.ljust(11) + "".join(cells))
-            assert all(v.startswith("ok") for v in matrix.values()), matrix
-            for a in clients:
-                # Reaching the public agent needs no relay.
-                if a != "public":
-                    assert "direct" in matrix[(a, "public")], matrix
+                    connect_ms = (time.perf_counter() - started) * 1000
+                    assert result.received == 1, (a, b)
+                    first = await _path(ca, agents[b])
+                    upgrade = "-"
+                    if first != "direct" and _punchable(a, b):
+                        began = time.perf_counter()
+
+                        async def direct(ca: Client = ca, b: str = b) -> bool:
+                            return await _path(ca, agents[b], exact=True) == best
+
+                        await wait_until(direct, f"{a} -> {b}: direct", 15.0, interval=0.02)
+                        upgrade = f"{(time.perf_counter() - began) * 1000:.0f}ms"
+                    paths[(a, b)] = await _path(ca, agents[b])
+                    name = await _path(ca, agents[b], exact=True)
+                    if upgrade != "-":
+                        upgraded[(a, b)] = name
+                    short = "quic" if "QUIC" in name else paths[(a, b)]
+                    cells[(a, b)] = f"{short} {connect_ms:.0f}ms up {upgrade}"
+            _print_matrix("path, time to connect, time to direct", list(clients), cells)
+            for (a, b), path in paths.items():
+                assert path == ("direct" if _punchable(a, b) else "relayed"), (a, b, paths)
+            assert upgraded, "no pair needed a hole punch"
+            if punch == "quic":  # every punched path is QUIC
+                assert all(v == "direct (QUIC)" for v in upgraded.values()), upgraded
+                return
+
+            # Throughput, both ways, over a direct (punched) and a relayed pair.
+            for x, y in (("restricted", "double"), ("symmetric", "double")):
+                await clients[x].trust_request(agents[y], "lab")
+                await _poll(lambda y=y: clients[y].trust_pending(), f"{y}: trust request")
+                await clients[y].trust_approve(agents[x])
+            mib: dict[str, float] = {}
+            for x, y in (("restricted", "double"), ("symmetric", "double")):
+                for a, b in ((x, y), (y, x)):
+                    result = await clients[a].bench(agents[b], size=BENCH_BYTES)
+                    mib[f"{a}->{b} {paths[(a, b)]}"] = result.throughput_mib_s
+            print(json.dumps({"throughput_mib_s": mib}, indent=1))
+            direct = min(v for k, v in mib.items() if k.endswith("direct"))
+            relayed = min(v for k, v in mib.items() if k.endswith("relayed"))
+            print(f"relayed / direct throughput: {relayed / direct:.2f}")
         finally:
             stop_all(procs)

@@ -127,6 +127,20 @@ def up(
             help="AGENT@HOST:PORT of a relay to reserve on and publish (repeatable).",
         ),
     ] = None,
+    hole_punching: Annotated[
+        bool,
+        typer.Option(
+            "--hole-punching/--no-hole-punching",
+            help="Upgrade relayed sessions to direct ones (the relay stays as fallback).",
+        ),
+    ] = True,
+    punch_transport: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--punch-transport",
+            help="tcp or quic: what hole punching opens (repeatable; default both).",
+        ),
+    ] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -158,6 +172,9 @@ def up(
         relays = parse_bootstrap_peers(relay_via or [])
     except InvalidArgument as exc:
         raise typer.BadParameter(str(exc), param_hint="--relay-via") from None
+    transports = tuple(punch_transport or ("tcp", "quic"))
+    if not set(transports) <= {"tcp", "quic"}:
+        raise typer.BadParameter("use tcp or quic", param_hint="--punch-transport")
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
@@ -172,6 +189,8 @@ def up(
             mdns=mdns,
             relay=relay,
             relays=relays,
+            hole_punching=hole_punching,
+            punch_transports=transports,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
@@ -184,6 +203,8 @@ def up(
             mdns=mdns,
             relay=relay,
             relays=relays,
+            hole_punching=hole_punching,
+            punch_transports=punch_transport or (),
         )
     )
     if json_out:
@@ -315,6 +336,16 @@ def connect(
         emit_json(peer.to_json())
         return
     console.print(f"connected to {peer.agent_id} at {peer.address} (TLS 1.3, identity verified)")
+
+
+@app.command()
+def disconnect(agent: Agent, json_out: Json = False) -> None:
+    """Close every session with a peer (direct and relayed); the next use dials afresh."""
+    sessions = client_call(lambda c: c.disconnect(agent))
+    if json_out:
+        emit_json({"agent_id": agent, "sessions": sessions})
+        return
+    console.print(f"closed {sessions} session(s) with {agent}")
 
 
 @app.command()

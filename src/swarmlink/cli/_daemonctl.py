@@ -74,6 +74,8 @@ async def start_background(
     mdns: bool = True,
     relay: bool = False,
     relays: Sequence[str] = (),
+    hole_punching: bool = True,
+    punch_transports: Sequence[str] = (),
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -92,6 +94,10 @@ async def start_background(
         args.append("--relay")
     for text in relays:
         args += ["--relay-via", text]
+    if not hole_punching:
+        args.append("--no-hole-punching")
+    for kind in punch_transports:
+        args += ["--punch-transport", kind]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

@@ -252,6 +252,11 @@ class Client:
         """Dial ``AGENT@HOST:PORT`` (the agent ID is verified against the peer's key)."""
         return _model(PeerInfo, await self._call("POST", "/v1/connect", {"target": target}))
 
+    async def disconnect(self, agent_id: str) -> int:
+        """Close every session with ``agent_id``; how many there were."""
+        reply = await self._call("POST", "/v1/disconnect", {"agent_id": agent_id})
+        return int(reply["sessions"])
+
     async def ping(
         self, agent_id: str, count: int = 1, interval: float = 1.0
     ) -> AsyncIterator[dict[str, Any]]:

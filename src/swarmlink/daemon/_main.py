@@ -62,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="AGENT@HOST:PORT",
         help="hold a reservation on this relay and publish it in our record, repeatable",
     )
+    parser.add_argument(
+        "--no-hole-punching",
+        dest="hole_punching",
+        action="store_false",
+        help="keep relayed sessions relayed (no direct upgrade by hole punching)",
+    )
+    parser.add_argument(
+        "--punch-transport",
+        action="append",
+        choices=("tcp", "quic"),
+        default=[],
+        help="what hole punching opens: tcp (simultaneous open) or quic (UDP), "
+        "repeatable; default both",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -89,5 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mdns=args.mdns,
         relay=args.relay,
         relays=relays,
+        hole_punching=args.hole_punching,
+        punch_transports=tuple(args.punch_transport) or ("tcp", "quic"),
     )
     return run_daemon(config)

@@ -118,6 +118,8 @@ class NodeAPI(Protocol):
 
     async def connect(self, target: str) -> PeerInfo: ...
 
+    async def disconnect(self, agent_id: str) -> int: ...
+
     async def ping(
         self,
         agent_id: str,

@@ -84,6 +84,7 @@ class Router:
         add("/v1/id", GET=n(node.identity_info))
         add("/v1/peers", GET=n(lambda: {"peers": node.peers()}))
         add("/v1/connect", POST=u(self._connect))
+        add("/v1/disconnect", POST=u(self._disconnect))
         add("/v1/ping", POST=self._ping)
         add("/v1/messages", POST=u(self._send_message))
         add("/v1/inbox", GET=self._inbox, query=True)
@@ -184,6 +185,11 @@ class Router:
         target = a.text("target", max_len=MAX_NAME_LENGTH)
         a.done()
         return self.node.connect(target)
+
+    async def _disconnect(self, a: Args) -> Any:
+        agent_id = a.text("agent_id", max_len=MAX_NAME_LENGTH)
+        a.done()
+        return {"agent_id": agent_id, "sessions": await self.node.disconnect(agent_id)}
 
     def _send_message(self, a: Args) -> Awaitable[Any]:
         agent_id = a.text("agent_id", max_len=MAX_NAME_LENGTH)

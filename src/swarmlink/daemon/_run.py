@@ -57,6 +57,10 @@ class DaemonConfig:
     #: Serve as a relay; and relays to reserve on (``AGENT@HOST:PORT``).
     relay: bool = False
     relays: tuple[str, ...] = ()
+    #: Upgrade relayed sessions to direct ones by hole punching.
+    hole_punching: bool = True
+    #: What hole punching opens ("tcp", "quic").
+    punch_transports: tuple[str, ...] = ("tcp", "quic")
 
 
 def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
@@ -201,6 +205,8 @@ async def _run(config: DaemonConfig) -> int:
                 "mdns": config.mdns,
                 "relay": config.relay,
                 "relays": list(config.relays),
+                "hole_punching": config.hole_punching,
+                "punch_transports": list(config.punch_transports),
             },
         )
         node = await Node.start(
@@ -212,6 +218,8 @@ async def _run(config: DaemonConfig) -> int:
                 mdns=config.mdns,
                 relay=config.relay,
                 relays=config.relays,
+                hole_punching=config.hole_punching,
+                punch_transports=config.punch_transports,
             )
         )
         _release_startup_memory()

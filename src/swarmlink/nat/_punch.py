@@ -67,9 +67,11 @@ class Dial:
     address: str
 
 
-def parse_punch_addresses(value: object) -> tuple[str, ...]:
+def parse_punch_addresses(value: object, *, allow_loopback: bool = False) -> tuple[str, ...]:
     """The peer's addresses: literal, non-multicast IPs with a port; duplicates dropped,
-    capped at :data:`MAX_PUNCH_ADDRESSES`. ProtocolViolation if nothing usable."""
+    capped at :data:`MAX_PUNCH_ADDRESSES`. ProtocolViolation if nothing usable.
+    Loopback addresses only with ``allow_loopback`` (a node that itself listens on
+    loopback, as in tests); otherwise a peer could point our dials at our own host."""
     if not isinstance(value, list):
         raise ProtocolViolation("punch addresses must be a list", ErrorCode.MALFORMED)
     out: list[str] = []
@@ -81,7 +83,12 @@ def parse_punch_addresses(value: object) -> tuple[str, ...]:
             ip = ipaddress.ip_address(host)
         except (InvalidArgument, ValueError):
             continue
-        if port == 0 or ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        if (
+            port == 0
+            or ip.is_multicast
+            or ip.is_unspecified
+            or (ip.is_loopback and not allow_loopback)
+        ):
             continue
         text = format_hostport(str(ip), port)
         if text not in out:
@@ -97,6 +104,7 @@ class PunchCoordinator:
 
     initiator: bool
     own_addresses: tuple[str, ...]
+    allow_loopback: bool = False
     state: PunchState = PunchState.IDLE
     peer_addresses: tuple[str, ...] = ()
     rtt: float | None = None
@@ -166,7 +174,7 @@ class PunchCoordinator:
 
     def _addresses(self, message: dict[str, object]) -> tuple[str, ...]:
         try:
-            return parse_punch_addresses(message.get("a"))
+            return parse_punch_addresses(message.get("a"), allow_loopback=self.allow_loopback)
         except ProtocolViolation as exc:
             self._fail(exc.reason)
             raise

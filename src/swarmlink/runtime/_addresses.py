@@ -43,10 +43,14 @@ def interface_addresses(*, ipv6: bool) -> list[str]:
 
 def advertised_addresses(node: Node) -> tuple[str, ...]:
     """``--advertise`` if given; else the bound addresses, wildcards expanded to the
-    host's interface addresses (loopback only if there is nothing else)."""
+    host's interface addresses (loopback only if there is nothing else), after our
+    reflexive addresses once dial-backs proved us reachable (a full-cone NAT's mapping
+    of the listening port, or a forwarded port)."""
     if node.config.advertise:
         return tuple(node.config.advertise[:MAX_RECORD_ADDRESSES])
     out: list[str] = []
+    if str(node.nat.state) == "public":
+        out += node.nat.report().reflexive
     for bound in node.listen_addresses:
         host, port = parse_hostport(bound)
         if host in _WILDCARDS:

@@ -118,6 +118,7 @@ class PeerConnection(asyncio.Protocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._unread = 0
+        self.closed_event = asyncio.Event()  # set once the session ended
         self.close_code: ErrorCode | None = None
         self.close_reason = ""
 
@@ -170,10 +171,14 @@ class PeerConnection(asyncio.Protocol):
         self._process_events()
 
     def _verify_peer(self, transport: asyncio.Transport) -> PeerIdentity:
-        ssl_object = transport.get_extra_info("ssl_object")
-        if not isinstance(ssl_object, ssl.SSLObject):
-            raise VerificationFailed("connection is not TLS")
-        der = ssl_object.getpeercert(binary_form=True)
+        peercert = transport.get_extra_info("peercert")
+        if isinstance(peercert, bytes):  # QUIC: its TLS handshake proved the key (DER)
+            der: bytes | None = peercert
+        else:  # TLS over TCP ("peercert" is ssl's dict there)
+            ssl_object = transport.get_extra_info("ssl_object")
+            if not isinstance(ssl_object, ssl.SSLObject):
+                raise VerificationFailed("connection is not TLS")
+            der = ssl_object.getpeercert(binary_form=True)
         if not der:
             raise VerificationFailed("peer presented no certificate")
         return verify_peer_certificate(der, now=time.time(), expected_agent_id=self.expected_agent)
@@ -370,6 +375,7 @@ class PeerConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self.closed_event.set()
         self.close_code, self.close_reason = code, reason
         self._fail_ready(error_for_code(code, reason or "connection closed"))
         err = error_for_code(code, reason or "connection closed")

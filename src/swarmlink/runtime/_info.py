@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..identity import virtual_address
+from ._punchsvc import path_name
 from .model import NodeStatus, PeerInfo
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def peer_info(node: Node, agent_id: str) -> PeerInfo:
         trusted=node.trust.is_trusted(agent_id),
         address=conn.address if conn is not None else (addresses[0] if addresses else None),
         direction=conn.direction if conn is not None else None,
-        path=f"relayed via {conn.via}" if conn is not None and conn.via else "direct",
+        path=path_name(conn) if conn is not None else "direct",
         rtt_ms=None if conn is None or conn.rtt is None else conn.rtt * 1000,
         streams=len(conn.streams) if conn is not None else 0,
         last_seen=time.time() if conn is not None else (row[1] if row is not None else None),

@@ -26,7 +26,7 @@ from ..errors import ErrorCode, InvalidArgument, ProtocolViolation, SwarmlinkErr
 from ..identity import verify_peer_certificate
 from ..nat import NatReport, ObservedAddresses, Reachability, ReachabilityTracker
 from ..wire.address import parse_hostport
-from ._addresses import interface_addresses
+from ._addresses import advertised_addresses, interface_addresses
 from ._connection import PeerConnection
 from ._stream import Stream
 
@@ -169,7 +169,9 @@ class NatService:
         """Ask up to :data:`DIALBACK_PEERS` directly connected peers to dial us back."""
         now = time.time()
         asked = self.reachability.asked(now)
-        addresses = list(self.node.dht._published_addresses)
+        # Our reflexive addresses first: a yes there makes them worth publishing.
+        reflexive = self.report().reflexive
+        addresses = list(dict.fromkeys([*reflexive, *self.node.dht._published_addresses]))
         peers = [
             c
             for c in list(self.node._conns.values())
@@ -225,6 +227,8 @@ class NatService:
     async def check(self) -> Reachability:
         """One round: dial-back probe, then relays if private."""
         state = await self.probe()
+        if advertised_addresses(self.node) != self.node.dht._published_addresses:
+            self.node.dht.schedule_publish()  # proven reachable: publish the public address
         await self.ensure_relays()
         return state
 

@@ -57,8 +57,9 @@ MAX_RELAY_RECORD = 512
 RELAY_CHUNK = 256 * 1024
 #: Seconds to wait for the relay (or the reserved node) to answer a request.
 RELAY_TIMEOUT = 10.0
-#: Seconds direct addresses get before a relay listed in the record is used instead.
-DIRECT_FIRST_TIMEOUT = 2.0
+#: Seconds direct addresses get alone before a relay listed in the record is tried in
+#: parallel (the first session wins; hole punching upgrades a relayed one).
+DIRECT_HEAD_START = 0.25
 
 
 def _refusal(exc: RemoteError) -> dict[str, Any]:
@@ -281,12 +282,7 @@ class RelayService:
             return conn
         for pass_ in range(2):
             if record.relays:
-                try:
-                    async with asyncio.timeout(DIRECT_FIRST_TIMEOUT):
-                        conn = await attempt(record.addresses)
-                except TimeoutError:
-                    errors.append(f"direct: no answer in {DIRECT_FIRST_TIMEOUT:g} s")
-                conn = conn or await self.via_record(record, errors)
+                conn = await self._race(record, attempt, errors)
             else:
                 conn = await attempt(record.addresses)
             if conn is not None or pass_:
@@ -299,6 +295,34 @@ class RelayService:
                 return None
             record = newer
         return None
+
+    async def _race(
+        self,
+        record: AgentRecord,
+        attempt: Callable[[Sequence[str]], Awaitable[PeerConnection | None]],
+        errors: list[str],
+    ) -> PeerConnection | None:
+        """Direct addresses first; after :data:`DIRECT_HEAD_START` (or a quick failure)
+        the relays too, in parallel; the first session wins, the other try is dropped."""
+        tasks: list[asyncio.Future[PeerConnection | None]] = [
+            asyncio.ensure_future(attempt(record.addresses))
+        ]
+        try:
+            await asyncio.wait(tasks, timeout=DIRECT_HEAD_START)
+            if tasks[0].done() and tasks[0].result() is not None:
+                return tasks[0].result()
+            tasks.append(asyncio.ensure_future(self.via_record(record, errors)))
+            pending = {t for t in tasks if not t.done()}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.result() is not None:
+                        return task.result()
+            return None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def via_record(self, record: Any, errors: list[str]) -> PeerConnection | None:
         """Reach ``record``'s agent through one of the relays it lists."""

@@ -65,6 +65,12 @@ class NodeConfig:
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     #: Relays to hold reservations on, as ``AGENT@HOST:PORT`` (published in our record).
     relays: tuple[str, ...] = ()
+    #: Upgrade relayed sessions to direct ones by hole punching (the relay stays as
+    #: fallback). Off: relayed sessions stay relayed.
+    hole_punching: bool = True
+    #: What hole punching opens: TCP simultaneous open and/or QUIC over UDP, both from
+    #: the listening port number. A direct TCP session is preferred to a QUIC one.
+    punch_transports: tuple[str, ...] = ("tcp", "quic")
 
 
 def parse_target(target: str) -> tuple[str, str, int]:

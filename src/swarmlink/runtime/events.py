@@ -15,6 +15,7 @@ __all__ = [
     "NodeEvent",
     "PeerConnected",
     "PeerDisconnected",
+    "PeerPathChanged",
     "TrustEstablished",
     "TrustRejected",
     "TrustRequested",
@@ -51,6 +52,17 @@ class PeerDisconnected(NodeEvent):
     agent_id: str
     code: str
     reason: str
+
+
+@dataclass(frozen=True)
+class PeerPathChanged(NodeEvent):
+    """New streams to ``agent_id`` now take another path: ``"direct"`` once a hole punch
+    (or a direct dial) succeeded, ``"relayed via RELAY"`` when the direct one was lost."""
+
+    type: ClassVar[str] = "peer_path_changed"
+    agent_id: str
+    path: str
+    address: str  # "host:port" of the other end of the new path
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,7 @@ _BY_TYPE: dict[str, type[NodeEvent]] = {
     for cls in (
         PeerConnected,
         PeerDisconnected,
+        PeerPathChanged,
         TrustRequested,
         TrustEstablished,
         TrustRejected,

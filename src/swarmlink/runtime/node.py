@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,10 +37,13 @@ from . import events as ev
 from ._addresses import advertised_addresses
 from ._connection import PeerConnection
 from ._dhtsvc import DhtService
+from ._dialer import dial, known_addresses, remember_peer
 from ._mdns import MdnsDiscovery
 from ._natsvc import AUTONAT_PROTOCOL, IDENTIFY_PROTOCOL, NatService
+from ._punchsvc import PUNCH_PROTOCOL, PunchService, path_rank
 from ._relaysvc import RELAY_PROTOCOL, RelayService
 from ._services import Services
+from ._sockets import REUSE_PORT, check_port_free
 from ._stream import Stream
 from ._subscription import CLOSED, EventSubscription
 from ._trustsvc import TrustService
@@ -69,14 +71,21 @@ Handler = Callable[[Stream], Awaitable[None]]
 #: Two connections to one peer established within this many seconds are a simultaneous
 #: dial (resolved by agent ID); a later one replaces the older (the peer lost it).
 SIMULTANEOUS_DIAL_WINDOW = 2.0
-#: Addresses remembered per peer.
-MAX_PEER_ADDRESSES = 8
 #: Concurrent streams a peer may open on one session (each may buffer up to one window).
 MAX_STREAMS_PER_PEER = 256
 #: Stream protocols any authenticated agent may open (everything else needs trust).
 PUBLIC_PROTOCOLS = frozenset(
-    {TRUST_PROTOCOL, DHT_PROTOCOL, IDENTIFY_PROTOCOL, AUTONAT_PROTOCOL, RELAY_PROTOCOL}
+    {
+        TRUST_PROTOCOL,
+        DHT_PROTOCOL,
+        IDENTIFY_PROTOCOL,
+        AUTONAT_PROTOCOL,
+        RELAY_PROTOCOL,
+        PUNCH_PROTOCOL,
+    }
 )
+#: Seconds ``close()`` waits for sessions to finish their TLS shutdown before cutting them.
+CLOSE_GRACE = 1.0
 #: Concurrent TLS sessions (verified or not) a node carries; more are refused at once.
 MAX_CONNECTIONS = 1024
 
@@ -109,9 +118,12 @@ class Node:
             idle_timeout=config.idle_timeout,
             max_inbound_streams=MAX_STREAMS_PER_PEER,
             max_send_frame=256 * 1024,
+            initial_window=4 * 1024 * 1024,
         )
         self._servers: list[asyncio.Server] = []
         self._conns: dict[str, PeerConnection] = {}
+        #: Relayed sessions kept as fallback while a direct one carries new streams.
+        self._fallback: dict[str, PeerConnection] = {}
         self._all_conns: set[PeerConnection] = set()
         self._live_conns: set[PeerConnection] = set()
         self._dialing: dict[str, asyncio.Future[PeerConnection]] = {}
@@ -120,11 +132,13 @@ class Node:
         self._subscribers: set[asyncio.Queue[ev.NodeEvent]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closing = False
+        self._released = asyncio.Event()  # set whenever no session is left
         self.services = Services(self)
         self._trustsvc = TrustService(self)
         self.dht = DhtService(self)
         self.nat = NatService(self)
         self.relay = RelayService(self)
+        self.punch = PunchService(self)
         self._mdns: MdnsDiscovery | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -138,6 +152,7 @@ class Node:
             node.dht.start()
             node.nat.start()
             node.relay.start()
+            await node.punch.start()
             node.relay.start_reservations()
             if config.mdns:
                 await node._start_mdns()
@@ -160,6 +175,7 @@ class Node:
     async def _listen(self) -> None:
         for host, port in self.config.listen:
             try:
+                check_port_free(host, port)  # SO_REUSEPORT must not hide a second daemon
                 server = await self._loop.create_server(
                     lambda: PeerConnection(
                         self, outbound=False, session_config=self._session_config
@@ -169,6 +185,7 @@ class Node:
                     ssl=self._server_ctx,
                     ssl_handshake_timeout=self.config.connect_timeout,
                     reuse_address=True,
+                    reuse_port=REUSE_PORT,  # dials leave from this port (see _sockets)
                 )
             except OSError as exc:
                 raise NetworkError(
@@ -197,6 +214,7 @@ class Node:
         self._closing = True
         for server in self._servers:
             server.close()
+        self.punch.close()
         if self._mdns is not None:
             await self._mdns.close()
         await self.services.stop()
@@ -209,6 +227,12 @@ class Node:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
+        if self._live_conns:  # TLS close_notify exchanges still running: wait a little,
+            with contextlib.suppress(TimeoutError):  # then cut: nothing outlives the node
+                await asyncio.wait_for(self._released.wait(), CLOSE_GRACE)
+        for conn in list(self._live_conns):
+            if conn.transport is not None:
+                conn.transport.abort()
         for queue in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(CLOSED)
@@ -294,9 +318,12 @@ class Node:
                 ErrorCode.REFUSED,
             )
         self._live_conns.add(conn)
+        self._released.clear()
 
     def _release(self, conn: PeerConnection) -> None:
         self._live_conns.discard(conn)
+        if not self._live_conns:
+            self._released.set()
 
     def _check_peer_certificate(self, identity: PeerIdentity) -> None:
         """Called for every new connection once the TLS certificate verified."""
@@ -319,6 +346,9 @@ class Node:
         existing = self._conns.get(peer)
         winner = conn
         if existing is not None and not existing.closed and existing is not conn:
+            if path_rank(existing) != path_rank(conn):
+                self.punch.second_path(existing, conn)  # direct in front, relay behind
+                return
             simultaneous = abs(conn.established_at - existing.established_at) < (
                 SIMULTANEOUS_DIAL_WINDOW
             )
@@ -345,6 +375,7 @@ class Node:
             ev.PeerConnected(agent_id=peer, address=conn.address, direction=conn.direction)
         )
         self.nat.connection_ready(conn)
+        self.punch.relayed(conn)  # a relayed session tries to become direct
         self.spawn(self._deliver_all(peer), name=f"deliver:{peer[:12]}")
 
     def _on_connection_closed(self, conn: PeerConnection) -> None:
@@ -352,8 +383,12 @@ class Node:
         if conn.identity is None:
             return
         peer = conn.agent_id
-        if self._conns.get(peer) is conn:
+        if self._fallback.get(peer) is conn:
+            del self._fallback[peer]
+        elif self._conns.get(peer) is conn:
             del self._conns[peer]
+            if self.punch.fall_back(conn):
+                return  # the relayed session carries on
             self.relay.connection_closed(peer)  # only when no session with it remains
             if conn.close_code != ErrorCode.DUPLICATE_CONNECTION:
                 code = conn.close_code or ErrorCode.NO_ERROR
@@ -364,33 +399,10 @@ class Node:
                 )
 
     def _remember_peer(self, conn: PeerConnection, dialed: str | None = None) -> None:
-        assert conn.identity is not None
-        now = time.time()
-        row = self.db.query_one(
-            "SELECT addresses, max_cert_serial FROM peers WHERE agent_id = ?", (conn.agent_id,)
-        )
-        addresses: list[str] = json.loads(row[0]) if row is not None else []
-        if dialed:
-            addresses = [dialed] + [a for a in addresses if a != dialed]
-        serial = max(conn.identity.certificate.serial, int(row[1]) if row is not None else 0)
-        self.db.execute(
-            "INSERT INTO peers (agent_id, identity_key, addresses, first_seen, last_seen, "
-            "max_cert_serial) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
-            "addresses = excluded.addresses, last_seen = excluded.last_seen, "
-            "max_cert_serial = excluded.max_cert_serial",
-            (
-                conn.agent_id,
-                conn.identity.identity_key,
-                json.dumps(addresses[:MAX_PEER_ADDRESSES]),
-                now,
-                now,
-                serial,
-            ),
-        )
+        remember_peer(self, conn, dialed)
 
     def _known_addresses(self, agent_id: str) -> list[str]:
-        row = self.db.query_one("SELECT addresses FROM peers WHERE agent_id = ?", (agent_id,))
-        return list(json.loads(row[0])) if row is not None else []
+        return known_addresses(self, agent_id)
 
     def _new_connection(
         self, *, outbound: bool, expected: str | None = None, via: str | None = None
@@ -402,42 +414,7 @@ class Node:
         return conn
 
     async def _dial(self, agent_id: str, host: str, port: int) -> PeerConnection:
-        try:
-            _, conn = await asyncio.wait_for(
-                self._loop.create_connection(
-                    lambda: PeerConnection(
-                        self,
-                        outbound=True,
-                        expected_agent=agent_id,
-                        session_config=self._session_config,
-                    ),
-                    host,
-                    port,
-                    ssl=self._client_ctx,
-                    server_hostname="swarmlink",
-                    ssl_handshake_timeout=self.config.connect_timeout,
-                ),
-                self.config.connect_timeout,
-            )
-        except TimeoutError:
-            raise NetworkError(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
-            import ssl
-
-            if isinstance(exc, ssl.SSLError):
-                raise NetworkError(
-                    f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); "
-                    "is a swarmlink node listening there?"
-                ) from None
-            raise NetworkError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-        try:
-            winner = await asyncio.wait_for(asyncio.shield(conn.ready), self.config.connect_timeout)
-        except TimeoutError:
-            conn.close(ErrorCode.IDLE_TIMEOUT, "handshake timed out")
-            raise NetworkError(f"handshake with {host}:{port} timed out") from None
-        address = format_hostport(host, port)
-        self._remember_peer(winner, dialed=address)
-        return winner
+        return await dial(self, agent_id, host, port)
 
     async def connect(self, target: str) -> PeerInfo:
         """Dial ``AGENT@HOST:PORT``; the peer must prove it holds AGENT's identity key."""
@@ -535,6 +512,19 @@ class Node:
             except (NetworkError, RemoteError) as exc:
                 errors.append(f"{address}: {exc}")
         return None
+
+    async def disconnect(self, agent_id: str) -> int:
+        """Close every session with ``agent_id`` (direct and relayed); how many there were.
+        A later dial starts afresh (and trust, records, addresses are kept)."""
+        agent_id = validate_agent_id(agent_id)
+        self._fallback.pop(agent_id, None)  # closing: no path may take over
+        conns = [c for c in self._all_conns if c.identity and c.agent_id == agent_id]
+        for conn in conns:
+            conn.close(ErrorCode.NO_ERROR, "disconnected by the local user")
+        for conn in conns:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.closed_event.wait(), self.config.connect_timeout)
+        return len(conns)
 
     def connected(self, agent_id: str) -> PeerConnection | None:
         conn = self._conns.get(agent_id)
@@ -786,6 +776,7 @@ class Node:
         # New handshakes on these contexts present the new certificate.
         self._server_ctx.load_cert_chain(cert_file, key_file)
         self._client_ctx.load_cert_chain(cert_file, key_file)
+        self.punch.load_certificate()
         log.info("operational key rotated", extra={"serial": self.operational.certificate.serial})
         self.dht.schedule_publish()  # our record carries the operational certificate
         return self.identity_info()
