@@ -47,8 +47,14 @@ async def _relayed_pair(tmp_path: Path, **kw: Any) -> tuple[Node, Node, Node]:
         record = await b.dht.own_record()
         return bool(record.relays) and b.dht.last_publish_stores > 0
 
-    await wait_until(published, "b's record lists the relay", 15)
-    await drop_session(a, b, "no session between a and b")
+    try:
+        await wait_until(published, "b's record lists the relay", 15)
+        await drop_session(a, b, "no session between a and b")
+    except BaseException:
+        print("b reservations", b.relay.reservations, "stores", b.dht.last_publish_stores)
+        print("b record", await b.dht.own_record())
+        await asyncio.gather(a.close(), b.close(), relay.close())
+        raise
     return relay, a, b
 
 

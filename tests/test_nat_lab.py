@@ -102,9 +102,14 @@ async def test_every_kind_reaches_every_kind_by_agent_id(tmp_path: Path, punch: 
                 st = await client.status()
                 rows.append(
                     f"{kind:10} reachability {st.reachability:8} mapping {st.nat_mapping:20} "
+                    f"filtering {st.nat_filtering:26} "
                     f"public {','.join(st.reflexive_addresses) or '-':22} relays {len(st.relays)}"
                 )
                 assert (st.reachability == "public") == (kind == "public") or kind == "fullcone"
+                expected = {"public": "none", "fullcone": "endpoint-independent"}
+                assert st.nat_filtering == expected.get(kind, "address-and-port-dependent") or (
+                    kind == "fullcone" and st.reachability == "private"
+                ), (kind, st.nat_filtering)
             print("\n".join(rows))
 
             # Every ordered pair, by agent ID alone; then the upgrade to direct (timed from

@@ -92,3 +92,14 @@ async def test_dialback_is_rate_limited_and_validated(tmp_path: Path) -> None:
         assert (await a.ping(b.agent_id, interval=0)).received == 1
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+def test_filtering_follows_mapping_and_dial_backs() -> None:
+    from swarmlink.nat import Filtering, Reachability, classify_filtering
+
+    assert classify_filtering("none", Reachability.PUBLIC) == Filtering.NONE
+    assert classify_filtering("endpoint-independent", Reachability.PUBLIC) == (
+        Filtering.ENDPOINT_INDEPENDENT
+    )
+    assert classify_filtering("endpoint-independent", Reachability.PRIVATE) == Filtering.DEPENDENT
+    assert classify_filtering("endpoint-dependent", Reachability.UNKNOWN) == Filtering.UNKNOWN

@@ -123,3 +123,85 @@ async def test_relay_abuse_is_refused(tmp_path: Path) -> None:
         assert (await a.ping(relay.agent_id, interval=0)).received == 1
     finally:
         await asyncio.gather(a.close(), plain.close(), relay.close())
+
+
+async def _relayed(tmp_path: Path) -> tuple[Node, Node, Node]:
+    """relay, a, b: a reaches b (trusted both ways) only through the relay; no punching."""
+    relay = await Node.start(cfg(tmp_path, "relay", relay=True))
+    boot = (target(relay),)
+    b = await Node.start(
+        cfg(tmp_path, "b", bootstrap=boot, relays=boot, advertise=("127.0.0.1:1",),
+            hole_punching=False)
+    )  # fmt: skip
+    # a publishes an address where nobody answers too: b cannot dial it either.
+    a = await Node.start(
+        cfg(tmp_path, "a", bootstrap=boot, advertise=("127.0.0.1:1",), hole_punching=False)
+    )
+    b.set_handler(ECHO, echo)
+    await wait_until(lambda: b.relay.reservations, "b reserved on the relay")
+    await a.relay.dial_via(relay.agent_id, b.agent_id)
+    await a.request_trust(b.agent_id, "relay tests")
+    await wait_until(lambda: b.pending_trust(), "request over the relay")
+    await b.approve_trust(a.agent_id)
+    await wait_until(lambda: a.trust.is_trusted(b.agent_id), "trusted")
+    conn = a.connected(b.agent_id)
+    assert conn is not None and conn.via == relay.agent_id
+    return relay, a, b
+
+
+async def test_a_relay_that_alters_data_breaks_the_session_not_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay, a, b = await _relayed(tmp_path)
+    received = bytearray()
+
+    async def keep(stream: Stream) -> None:
+        while data := await stream.read():
+            received.extend(data)
+
+    b.set_handler("/test/keep/1", keep)
+    real_read = Stream.read
+
+    async def tamper(self: Stream, n: int = -1) -> bytes:
+        data = await real_read(self, n)
+        relayed = self.connection.node is relay and self.protocol == relaysvc.RELAY_PROTOCOL
+        if relayed and len(data) > 64:  # a TLS record, not a relay control message
+            data = data[:40] + bytes([data[40] ^ 1]) + data[41:]
+        return data
+
+    try:
+        monkeypatch.setattr(Stream, "read", tamper)
+        # The relay's pumps sit in reads begun before the patch: a first message lets
+        # them return (unaltered); every later read is altered.
+        assert (await a.ping(b.agent_id, interval=0)).received == 1
+        stream = await a.open_stream(b.agent_id, "/test/keep/1")
+        stream.write(SECRET)
+        stream.write_eof()
+        # TLS on the end-to-end session notices the flipped bit: that session ends...
+        await wait_until(
+            lambda: (c := a.connected(b.agent_id)) is None or c.via is None, "session ended"
+        )
+        # ...and b's application never saw a corrupted byte.
+        assert SECRET.startswith(bytes(received))
+        monkeypatch.setattr(Stream, "read", real_read)
+        assert (await a.ping(relay.agent_id, interval=0)).received == 1  # the relay carries on
+    finally:
+        await asyncio.gather(a.close(), b.close(), relay.close())
+
+
+async def test_a_relay_that_drops_mid_stream_fails_the_stream_quickly(tmp_path: Path) -> None:
+    relay, a, b = await _relayed(tmp_path)
+    try:
+        stream = await a.open_stream(b.agent_id, ECHO)
+        stream.write(b"first")
+        assert await stream.readexactly(5) == b"first"
+        await relay.close()  # the relay goes away with the circuit open
+        with pytest.raises(Exception) as err:
+            async with asyncio.timeout(10):
+                while await stream.read():
+                    pass
+                stream.write(b"more")
+        assert "closed" in str(err.value) or "reset" in str(err.value)
+        await wait_until(lambda: a.connected(b.agent_id) is None, "relayed session gone")
+    finally:
+        await asyncio.gather(a.close(), b.close(), relay.close())

@@ -260,7 +260,7 @@ def status(json_out: Json = False) -> None:
         ("mDNS", "on" if st.mdns else "off"),
         (
             "NAT",
-            f"mapping {st.nat_mapping}; public address "
+            f"mapping {st.nat_mapping}, filtering {st.nat_filtering}; public address "
             f"{', '.join(st.reflexive_addresses) or 'not confirmed yet'}; "
             f"reachability {st.reachability}",
         ),

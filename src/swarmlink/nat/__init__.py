@@ -22,7 +22,14 @@ from ._punch import (
     PunchState,
     parse_punch_addresses,
 )
-from ._reachability import DIALBACK_TTL, MIN_DIALBACKS, Reachability, ReachabilityTracker
+from ._reachability import (
+    DIALBACK_TTL,
+    MIN_DIALBACKS,
+    Filtering,
+    Reachability,
+    ReachabilityTracker,
+    classify_filtering,
+)
 from ._relay import Circuit, RelayCore, RelayLimits, RelayRefused, Reservation
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "PUNCH_WINDOW",
     "Circuit",
     "Dial",
+    "Filtering",
     "Mapping",
     "NatReport",
     "Observation",
@@ -49,5 +57,6 @@ __all__ = [
     "RelayLimits",
     "RelayRefused",
     "Reservation",
+    "classify_filtering",
     "parse_punch_addresses",
 ]

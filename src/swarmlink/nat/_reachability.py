@@ -11,7 +11,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["DIALBACK_TTL", "MIN_DIALBACKS", "Reachability", "ReachabilityTracker"]
+__all__ = [
+    "DIALBACK_TTL",
+    "MIN_DIALBACKS",
+    "Filtering",
+    "Reachability",
+    "ReachabilityTracker",
+    "classify_filtering",
+]
 
 #: Distinct peers whose dial-backs decide reachability.
 MIN_DIALBACKS = 2
@@ -23,6 +30,25 @@ class Reachability(enum.StrEnum):
     UNKNOWN = "unknown"
     PUBLIC = "public"
     PRIVATE = "private"
+
+
+class Filtering(enum.StrEnum):
+    """What our NAT lets in (RFC 4787 §5), as far as dial-backs can tell: they come from
+    a peer we talk to, on a fresh port, to our public address."""
+
+    UNKNOWN = "unknown"
+    NONE = "none"  # no NAT and reachable
+    ENDPOINT_INDEPENDENT = "endpoint-independent"  # a NAT that lets strangers in
+    DEPENDENT = "address-and-port-dependent"  # only the peers we sent to get in
+
+
+def classify_filtering(mapping: str, reachability: Reachability) -> Filtering:
+    """Filtering from the mapping (``ObservedAddresses``) and dial-back reachability."""
+    if reachability == Reachability.UNKNOWN:
+        return Filtering.UNKNOWN
+    if reachability == Reachability.PRIVATE:
+        return Filtering.DEPENDENT
+    return Filtering.NONE if mapping == "none" else Filtering.ENDPOINT_INDEPENDENT
 
 
 @dataclass

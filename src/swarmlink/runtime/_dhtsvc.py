@@ -114,6 +114,7 @@ class DhtService:
         self.last_join_error = ""
         #: Nodes that accepted our record or provider records in the last publication.
         self.last_publish_stores = 0
+        self._publish_lock = asyncio.Lock()
         self.bootstrap = tuple(parse_bootstrap(b) for b in node.config.bootstrap)
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -587,7 +588,13 @@ class DhtService:
         return record
 
     async def publish(self) -> AgentRecord:
-        """Sign a new record and store it (and provider records) at the closest nodes."""
+        """Sign a new record and store it (and provider records) at the closest nodes.
+        One publication at a time: a slower, older one must not land after a newer one
+        (the nodes refuse it as older, and it would report no stores)."""
+        async with self._publish_lock:
+            return await self._publish()
+
+    async def _publish(self) -> AgentRecord:
         record = self._make_record(self.capabilities(), self._next_sequence())
         self.store.put_record(record, time.time())
         self.core.adopt(self.node.agent_id)
@@ -625,7 +632,11 @@ class DhtService:
     async def _store_at(self, agent_id: str, kind: Query, key: bytes, data: bytes) -> bool:
         response = await self._query(agent_id, kind, key, data)
         if not response.ok:
-            log.info("a node refused our record", extra={"peer": agent_id, "error": response.error})
+            log.info(
+                "a node refused our record: %s",
+                response.error,
+                extra={"peer": agent_id, "error": response.error},
+            )
         return response.ok
 
     # ---- maintenance ----------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..identity import virtual_address
+from ..nat import classify_filtering
 from ._punchsvc import path_name
 from .model import NodeStatus, PeerInfo
 
@@ -42,6 +43,7 @@ def node_status(node: Node) -> NodeStatus:
         mdns=node._mdns is not None,
         reflexive_addresses=nat.reflexive,
         nat_mapping=str(nat.mapping),
+        nat_filtering=str(classify_filtering(str(nat.mapping), node.nat.state)),
         reachability=str(node.nat.state),
         relays=tuple(node.relay.reservations),
     )

@@ -2,9 +2,9 @@
 
 The relayed connection is an ordinary swarmlink session: the two ends run the same TLS
 1.3 handshake and identity check as on a direct connection, over a byte pipe that the
-relay builds from one stream on each side. The relay sees only TLS records. In this
-process the pipe ends in a local socket pair, so the session code is exactly the one
-direct connections use.
+relay builds from one stream on each side. The relay sees only TLS records. At each
+end, TLS runs straight over the stream (:mod:`._streamtransport`), and the session code
+is exactly the one direct connections use.
 
 Protocol ``/swarmlink/relay/1`` (records, then raw bytes):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from ..identity import validate_agent_id
 from ..nat import RelayCore, RelayRefused
 from ._connection import PeerConnection
 from ._stream import Stream
+from ._streamtransport import StreamTransport
 
 if TYPE_CHECKING:
     from .node import Node
@@ -100,32 +100,6 @@ async def _pipe_streams(a: Stream, b: Stream, account: Any) -> None:
         b.reset(exc.code, exc.reason[:200])
 
 
-async def _bridge(stream: Stream, sock: socket.socket) -> None:
-    """Copy bytes between a stream and one end of a local socket pair."""
-    reader, writer = await asyncio.open_connection(sock=sock)
-
-    async def to_socket() -> None:
-        while data := await stream.read(RELAY_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        with contextlib.suppress(OSError):
-            writer.write_eof()
-
-    async def to_stream() -> None:
-        while data := await reader.read(RELAY_CHUNK):
-            stream.write(data)
-            await stream.drain()
-        stream.write_eof()
-
-    try:
-        await asyncio.gather(to_socket(), to_stream())
-    except (SwarmlinkError, OSError) as exc:
-        log.debug("relayed pipe ended", extra={"error": str(exc)})
-        stream.reset(ErrorCode.CANCEL)
-    finally:
-        writer.close()
-
-
 class RelayService:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -133,7 +107,6 @@ class RelayService:
         self.core: RelayCore | None = RelayCore(cfg.relay_limits) if cfg.relay else None
         #: Relays we hold a reservation on: agent ID -> expiry.
         self.reservations: dict[str, float] = {}
-        self._pipes: set[asyncio.Task[Any]] = set()
         self._lost: dict[str, asyncio.Event] = {}  # configured relays -> "session lost"
 
     def start(self) -> None:
@@ -214,21 +187,9 @@ class RelayService:
             raise ProtocolViolation("incoming needs {from: agent}", ErrorCode.MALFORMED)
         source = validate_agent_id(source)
         stream.write_record({"ok": True})
-        ours, theirs = socket.socketpair()
-        self._spawn_bridge(stream, ours)
-        loop = asyncio.get_running_loop()
-        # The source dials us through the pipe: we are the TLS server, as on a listener.
-        await loop.connect_accepted_socket(
-            lambda: self.node._new_connection(outbound=False, via=stream.peer),
-            sock=theirs,
-            ssl=self.node._server_ctx,
-            ssl_handshake_timeout=self.node.config.connect_timeout,
-        )
-
-    def _spawn_bridge(self, stream: Stream, sock: socket.socket) -> None:
-        task = self.node.spawn(_bridge(stream, sock), name="relay:bridge")
-        self._pipes.add(task)
-        task.add_done_callback(self._pipes.discard)
+        # The source dials us through the stream: we are the TLS server, as on a listener.
+        conn = self.node._new_connection(outbound=False, via=stream.peer)
+        await self._secure(stream, conn, server_side=True)
 
     # ---- client side ----------------------------------------------------------------
 
@@ -364,15 +325,27 @@ class RelayService:
         except TimeoutError:
             stream.reset(ErrorCode.CANCEL)
             raise NetworkError(f"relay {relay[:12]} did not answer") from None
-        ours, theirs = socket.socketpair()
-        self._spawn_bridge(stream, ours)
-        loop = asyncio.get_running_loop()
-        _, peer = await loop.create_connection(
-            lambda: self.node._new_connection(outbound=True, expected=target, via=relay),
-            sock=theirs,
-            ssl=self.node._client_ctx,
-            server_hostname="swarmlink",
-            ssl_handshake_timeout=self.node.config.connect_timeout,
-        )
+        peer = self.node._new_connection(outbound=True, expected=target, via=relay)
+        await self._secure(stream, peer, server_side=False)
         async with asyncio.timeout(self.node.config.connect_timeout):
             return await asyncio.shield(peer.ready)
+
+    async def _secure(self, stream: Stream, conn: PeerConnection, *, server_side: bool) -> None:
+        """End-to-end TLS straight over the relay stream (see :mod:`._streamtransport`)."""
+        node = self.node
+        loop = asyncio.get_running_loop()
+        transport = StreamTransport(stream)
+        try:
+            tls = await loop.start_tls(
+                transport,
+                conn,
+                node._server_ctx if server_side else node._client_ctx,
+                server_side=server_side,
+                server_hostname=None if server_side else "swarmlink",
+                ssl_handshake_timeout=node.config.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            transport.abort()
+            raise NetworkError(f"relayed TLS handshake failed: {exc}") from None
+        assert tls is not None
+        conn.connection_made(tls)

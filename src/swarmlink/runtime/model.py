@@ -74,6 +74,7 @@ class NodeStatus(JsonModel):
     mdns: bool = False  # mDNS discovery running
     reflexive_addresses: tuple[str, ...] = ()  # public addresses peers agree they see
     nat_mapping: str = "unknown"  # none, endpoint-independent, endpoint-dependent, ...
+    nat_filtering: str = "unknown"  # none, endpoint-independent, address-and-port-dependent
     reachability: str = "unknown"  # public / private (from peers' dial-backs)
     relays: tuple[str, ...] = ()  # relays holding a reservation for us
 

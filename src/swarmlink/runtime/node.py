@@ -127,6 +127,7 @@ class Node:
         self._all_conns: set[PeerConnection] = set()
         self._live_conns: set[PeerConnection] = set()
         self._dialing: dict[str, asyncio.Future[PeerConnection]] = {}
+        self._resolving: set[str] = set()  # dials in _dialing that may use the DHT
         self._handlers: dict[str, Handler] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribers: set[asyncio.Queue[ev.NodeEvent]] = set()
@@ -442,13 +443,18 @@ class Node:
             return conn
         pending = self._dialing.get(agent_id)
         if pending is not None and resolve:
+            thorough = agent_id in self._resolving
             try:
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise  # we are cancelled ourselves
-            # The dial we waited for was abandoned by its caller (a timeout): our own.
+            except SwarmlinkError:
+                if thorough:
+                    raise
+            # The dial we waited for was abandoned by its caller (a timeout) or did not
+            # look in the DHT (a DHT query's dial): our own.
             return await self.connection(agent_id, hints=hints, resolve=resolve)
         if pending is not None:
             # A DHT query to an agent we are resolving right now: dial it directly (a
@@ -459,6 +465,8 @@ class Node:
             return conn
         fut: asyncio.Future[PeerConnection] = self._loop.create_future()
         self._dialing[agent_id] = fut
+        if resolve:
+            self._resolving.add(agent_id)
         errors: list[str] = []
         tried: set[str] = set()
 
@@ -497,6 +505,7 @@ class Node:
             if not fut.done():
                 fut.cancel()
             self._dialing.pop(agent_id, None)
+            self._resolving.discard(agent_id)
 
     async def _attempt(
         self, agent_id: str, addresses: Sequence[str], tried: set[str], errors: list[str]
