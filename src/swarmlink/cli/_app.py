@@ -141,6 +141,10 @@ def up(
             help="tcp or quic: what hole punching opens (repeatable; default both).",
         ),
     ] = None,
+    socks5: Annotated[
+        str | None,
+        typer.Option("--socks5", help="HOST:PORT of a SOCKS5 proxy into the overlay to serve."),
+    ] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -175,6 +179,14 @@ def up(
     transports = tuple(punch_transport or ("tcp", "quic"))
     if not set(transports) <= {"tcp", "quic"}:
         raise typer.BadParameter("use tcp or quic", param_hint="--punch-transport")
+    socks5_at = None
+    if socks5 is not None:
+        from ..wire.address import parse_hostport
+
+        try:
+            socks5_at = parse_hostport(socks5)
+        except InvalidArgument as exc:
+            raise typer.BadParameter(str(exc), param_hint="--socks5") from None
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
@@ -191,6 +203,7 @@ def up(
             relays=relays,
             hole_punching=hole_punching,
             punch_transports=transports,
+            socks5=socks5_at,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
@@ -205,6 +218,7 @@ def up(
             relays=relays,
             hole_punching=hole_punching,
             punch_transports=punch_transport or (),
+            socks5=socks5,
         )
     )
     if json_out:
@@ -395,147 +409,6 @@ def ping(
         raise typer.Exit(1)
 
 
-# ---- DHT: finding agents --------------------------------------------------------------------
-
-
-def _tag_arg(value: str) -> str:
-    """Validate a capability tag early, with the same message the daemon would give."""
-    from ..dht import capability_key
-    from ..errors import InvalidArgument
-
-    try:
-        capability_key(value)
-    except InvalidArgument as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-Tag = Annotated[
-    str, typer.Argument(help="Capability tag (lowercase a-z 0-9 . _ - /).", callback=_tag_arg)
-]
-
-
-def _capability_table(caps: Sequence[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("tag", "name", "description", "protocol"):
-        table.add_column(col)
-    for c in caps:
-        table.add_row(c["tag"], c["name"] or "-", c["description"] or "-", c["protocol"] or "-")
-    return table
-
-
-@app.command()
-def lookup(agent: Agent, json_out: Json = False) -> None:
-    """Find an agent by ID in the DHT and show its signed record (addresses, capabilities)."""
-    record = client_call(lambda c: c.lookup(agent))
-    if json_out:
-        emit_json(record)
-        return
-    console.print(f"[bold]{record['agent_id']}[/bold] [green](record signature verified)[/green]")
-    grid = Table.grid(padding=(0, 2))
-    rows = [
-        ("addresses", ", ".join(record["addresses"]) or "-"),
-        ("relays", ", ".join(record["relays"]) or "-"),
-        ("protocol versions", ", ".join(str(v) for v in record["versions"]) or "-"),
-        ("sequence", str(record["sequence"])),
-        ("issued", fmt_time(record["issued"])),
-        ("expires", fmt_time(record["expires"])),
-        ("operational key", f"#{record['key_serial']}, expires {fmt_time(record['key_expires'])}"),
-    ]
-    for name, value in rows:
-        grid.add_row(f"[bold]{name}[/bold]", value)
-    console.print(grid)
-    caps = record["capabilities"]
-    if caps:
-        console.print(_capability_table(caps, "capabilities"))
-    else:
-        console.print("no capabilities advertised")
-
-
-@app.command()
-def find(
-    capability: Annotated[
-        str,
-        typer.Option(
-            "--capability",
-            "-c",
-            help="Capability tag to search for (lowercase a-z 0-9 . _ - /).",
-            callback=_tag_arg,
-        ),
-    ],
-    json_out: Json = False,
-) -> None:
-    """Find agents that advertise a capability (search the DHT; records are verified)."""
-    agents = client_call(lambda c: c.find(capability))
-    if json_out:
-        emit_json(agents)
-        return
-    if not agents:
-        console.print(f"no agent advertises capability {capability!r} (searched the DHT)")
-        return
-    table = Table(title=f"agents advertising {capability!r}", title_justify="left")
-    table.add_column("agent", no_wrap=True, min_width=52)  # in full: ready to copy
-    for col in ("name", "description", "addresses"):
-        table.add_column(col, overflow="fold")
-    for record in agents:
-        cap = next((c for c in record["capabilities"] if c["tag"] == capability), None)
-        table.add_row(
-            record["agent_id"],
-            (cap or {}).get("name") or "-",
-            (cap or {}).get("description") or "-",
-            ", ".join(record["addresses"]) or "-",
-        )
-    console.print(table)
-
-
-@capability_app.command("add")
-def capability_add(
-    tag: Tag,
-    name: Annotated[str, typer.Option("--name", help="Human-readable name.")] = "",
-    description: Annotated[
-        str, typer.Option("--description", "-d", help="What the agent does for others.")
-    ] = "",
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="Stream protocol or API that serves it.")
-    ] = "",
-    json_out: Json = False,
-) -> None:
-    """Advertise a capability (replaces one with the same tag); the record is republished."""
-    cap = client_call(
-        lambda c: c.add_capability(tag, name=name, description=description, protocol=protocol)
-    )
-    if json_out:
-        emit_json(cap)
-        return
-    console.print(
-        f"advertising capability {cap['tag']!r}; the agent record is being republished "
-        "(others find it with `swarmlink find --capability " + cap["tag"] + "`)"
-    )
-
-
-@capability_app.command("list")
-def capability_list(json_out: Json = False) -> None:
-    """List the capabilities this agent advertises."""
-    caps = client_call(lambda c: c.capabilities())
-    if _listing(
-        caps,
-        json_out,
-        "this agent advertises no capabilities: add one with `swarmlink capability add TAG`",
-    ):
-        return
-    console.print(_capability_table(caps))
-
-
-@capability_app.command("remove")
-def capability_remove(tag: Tag) -> None:
-    """Stop advertising a capability; the record is republished."""
-    client_call(lambda c: c.remove_capability(tag))
-    console.print(f"capability {tag!r} removed; the agent record is being republished")
-
-
-# ---- messages and files -------------------------------------------------------------------
-
-
 @app.command()
 def send(
     agent: Agent, text: Annotated[str, typer.Argument(help="Message text.")], json_out: Json = False
@@ -669,101 +542,6 @@ def files(json_out: Json = False) -> None:
 
 
 # ---- tunnels ------------------------------------------------------------------------------
-
-
-@app.command()
-def expose(
-    port: Annotated[int, typer.Argument(min=1, max=65535, help="Local TCP port to publish.")],
-    name: Annotated[str | None, typer.Option("--name", help="Service name (a-z, 0-9, -).")] = None,
-    allow: Annotated[
-        list[str] | None,
-        typer.Option("--allow", help="Agent allowed (repeatable; default: every trusted agent)."),
-    ] = None,
-    json_out: Json = False,
-) -> None:
-    """Publish a local TCP service to peers (trusted agents, or only --allow ones)."""
-    allowed = [agent_arg(a) for a in allow or []]
-    exp = client_call(lambda c: c.expose(port, name=name, allow=allowed))
-    if json_out:
-        emit_json(exp.to_json())
-        return
-    who = ", ".join(short(a) for a in exp.allow) if exp.allow else "every trusted agent"
-    console.print(f"exposed 127.0.0.1:{exp.port}{f' as {exp.name}' if exp.name else ''} to {who}")
-
-
-@app.command()
-def unexpose(port: Annotated[int, typer.Argument(min=1, max=65535)]) -> None:
-    """Stop publishing a port."""
-    client_call(lambda c: c.unexpose(port))
-    console.print(f"port {port} is no longer exposed")
-
-
-@app.command()
-def exposures(json_out: Json = False) -> None:
-    """List exposed services."""
-    items = client_call(lambda c: c.exposures())
-    if _listing(items, json_out, "nothing exposed"):
-        return
-    for e in items:
-        who = ", ".join(short(a) for a in e.allow) if e.allow else "trusted agents"
-        console.print(f"{e.port}{f' ({e.name})' if e.name else ''}: {who}")
-
-
-def _parse_forward(local: str, remote: str) -> tuple[str, int, str, int]:
-    bind, _, port_text = local.rpartition(":")
-    try:
-        local_port = int(port_text)
-    except ValueError:
-        raise typer.BadParameter(f"bad local port {local!r}: expected [BIND:]PORT") from None
-    if not 0 <= local_port <= 65535:
-        raise typer.BadParameter("local port must be 0-65535")
-    agent, sep, rport = remote.rpartition(":")
-    if not sep:
-        raise typer.BadParameter(f"bad target {remote!r}: expected AGENT:PORT")
-    try:
-        remote_port = int(rport)
-    except ValueError:
-        raise typer.BadParameter(f"bad remote port in {remote!r}") from None
-    if not 1 <= remote_port <= 65535:
-        raise typer.BadParameter("remote port must be 1-65535")
-    return bind or "127.0.0.1", local_port, agent_arg(agent), remote_port
-
-
-@app.command()
-def forward(
-    local: Annotated[str, typer.Argument(help="[BIND:]LOCAL_PORT to listen on (0 picks one).")],
-    target: Annotated[str, typer.Argument(help="AGENT:PORT exposed by the peer.")],
-    json_out: Json = False,
-) -> None:
-    """Tunnel a local port to a peer's exposed port (HTTP, gRPC, SSH work unchanged)."""
-    bind, lport, agent, rport = _parse_forward(local, target)
-    fwd = client_call(lambda c: c.forward(lport, agent, rport, bind_host=bind))
-    if json_out:
-        emit_json(fwd.to_json())
-        return
-    console.print(
-        f"forward #{fwd.id}: {fwd.bind_host}:{fwd.local_port} → "
-        f"{short(fwd.agent_id)}:{fwd.remote_port}"
-    )
-
-
-@app.command()
-def unforward(
-    forward_id: Annotated[int, typer.Argument(help="Forward ID (see `forwards`).")],
-) -> None:
-    """Remove a port forward."""
-    client_call(lambda c: c.unforward(forward_id))
-    console.print(f"forward #{forward_id} removed")
-
-
-@app.command()
-def forwards(json_out: Json = False) -> None:
-    """List port forwards."""
-    items = client_call(lambda c: c.forwards())
-    if _listing(items, json_out, "no forwards"):
-        return
-    for f in items:
-        console.print(f"#{f.id} {f.bind_host}:{f.local_port} → {short(f.agent_id)}:{f.remote_port}")
 
 
 @app.command()

@@ -76,6 +76,7 @@ async def start_background(
     relays: Sequence[str] = (),
     hole_punching: bool = True,
     punch_transports: Sequence[str] = (),
+    socks5: str | None = None,
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -98,6 +99,8 @@ async def start_background(
         args.append("--no-hole-punching")
     for kind in punch_transports:
         args += ["--punch-transport", kind]
+    if socks5:
+        args += ["--socks5", socks5]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

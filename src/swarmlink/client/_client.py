@@ -252,6 +252,20 @@ class Client:
         """Dial ``AGENT@HOST:PORT`` (the agent ID is verified against the peer's key)."""
         return _model(PeerInfo, await self._call("POST", "/v1/connect", {"target": target}))
 
+    async def services(self, agent_id: str) -> list[dict[str, Any]]:
+        """What ``agent_id`` exposes to us: ``[{"port", "name"}]`` (it must trust us)."""
+        reply = await self._call("GET", f"/v1/services/{agent_id}")
+        return list(reply["services"])
+
+    async def start_socks5(self, listen: str) -> str:
+        """Serve a SOCKS5 proxy into the overlay on ``listen`` (HOST:PORT, port 0 picks
+        one) in the daemon, until it stops; the bound address."""
+        return str((await self._call("POST", "/v1/proxies", {"socks5": listen}))["socks5"])
+
+    async def proxies(self) -> list[str]:
+        """The daemon's SOCKS5 proxy addresses."""
+        return [str(a) for a in (await self._call("GET", "/v1/proxies"))["socks5"]]
+
     async def disconnect(self, agent_id: str) -> int:
         """Close every session with ``agent_id``; how many there were."""
         reply = await self._call("POST", "/v1/disconnect", {"agent_id": agent_id})

@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         help="what hole punching opens: tcp (simultaneous open) or quic (UDP), "
         "repeatable; default both",
     )
+    parser.add_argument(
+        "--socks5",
+        metavar="HOST:PORT",
+        help="serve a SOCKS5 proxy into the overlay (AGENT.swarm:PORT, NAME.AGENT.swarm, …)",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -92,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap = parse_bootstrap_peers(args.bootstrap)
         advertise = parse_advertise(args.advertise)
         relays = parse_bootstrap_peers(args.relay_via)
+        socks5 = parse_hostport(args.socks5) if args.socks5 else None
     except InvalidArgument as exc:
         parser.error(str(exc))
     config = DaemonConfig(
@@ -105,5 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         relays=relays,
         hole_punching=args.hole_punching,
         punch_transports=tuple(args.punch_transport) or ("tcp", "quic"),
+        socks5=socks5,
     )
     return run_daemon(config)

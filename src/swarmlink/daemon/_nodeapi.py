@@ -101,6 +101,20 @@ class StreamAPI(Protocol):
 StreamHandler = Callable[[StreamAPI], Awaitable[None]]
 
 
+class ServicesAPI(Protocol):
+    """The node's services (see :class:`swarmlink.runtime._services.Services`)."""
+
+    socks_proxies: list[Any]
+
+    async def remote_services(self, peer: str) -> list[dict[str, Any]]:
+        """What ``peer`` exposes to us."""
+        ...
+
+    async def start_socks5(self, host: str, port: int) -> str:
+        """Serve a SOCKS5 proxy into the overlay on ``host:port``; the bound address."""
+        ...
+
+
 class NodeAPI(Protocol):
     """What the control server needs from a running node."""
 
@@ -109,6 +123,9 @@ class NodeAPI(Protocol):
 
     @property
     def dht(self) -> DhtAPI: ...
+
+    @property
+    def services(self) -> ServicesAPI: ...
 
     def status(self) -> NodeStatus: ...
 

@@ -113,6 +113,12 @@ class Router:
         )
         add("/v1/capabilities/(?P<tag>.*)", DELETE=self._remove_capability)
         add("/v1/dht", GET=n(lambda: node.dht.info()))
+        add("/v1/services/(?P<agent>[^/]*)", GET=self._services)
+        add(
+            "/v1/proxies",
+            GET=n(lambda: {"socks5": [p.address for p in node.services.socks_proxies]}),
+            POST=u(self._add_proxy),
+        )
         add("/v1/shutdown", POST=self._shutdown)
         add("/v1/events", GET=self._events)
         add("/v1/streams", POST=self._open_stream)
@@ -265,6 +271,18 @@ class Router:
         q.done()
         records = await self.node.dht.find(tag)
         await http.respond_json(200, {"agents": _jsonable(list(records))})
+
+    async def _services(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
+        agent_id = validate_agent_id(_path_param(params["agent"]))
+        services = await self.node.services.remote_services(agent_id)
+        await http.respond_json(200, {"agent_id": agent_id, "services": services})
+
+    async def _add_proxy(self, a: Args) -> Any:
+        from ..wire.address import parse_hostport
+
+        host, port = parse_hostport(a.text("socks5", max_len=MAX_NAME_LENGTH))
+        a.done()
+        return {"socks5": await self.node.services.start_socks5(host, port)}
 
     def _add_capability(self, a: Args) -> Awaitable[Any]:
         tag = _capability_tag(a.text("tag", max_len=MAX_CAPABILITY_TAG))

@@ -61,6 +61,8 @@ class DaemonConfig:
     hole_punching: bool = True
     #: What hole punching opens ("tcp", "quic").
     punch_transports: tuple[str, ...] = ("tcp", "quic")
+    #: Serve a SOCKS5 proxy into the overlay on (host, port).
+    socks5: tuple[str, int] | None = None
 
 
 def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
@@ -220,6 +222,7 @@ async def _run(config: DaemonConfig) -> int:
                 relays=config.relays,
                 hole_punching=config.hole_punching,
                 punch_transports=config.punch_transports,
+                socks5=config.socks5,
             )
         )
         _release_startup_memory()

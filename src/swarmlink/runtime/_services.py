@@ -52,6 +52,9 @@ MSG_PROTOCOL = "/swarmlink/msg/1"
 FILE_PROTOCOL = "/swarmlink/file/1"
 TUNNEL_PROTOCOL = "/swarmlink/tunnel/1"
 BENCH_PROTOCOL = "/swarmlink/bench/1"
+#: What an agent exposes to the asking agent (trusted peers only): ``{}`` →
+#: ``{"services": [{"port", "name"}…]}``.
+SERVICES_PROTOCOL = "/swarmlink/services/1"
 
 #: Messages pushed per delivery stream before a new one is opened.
 MSG_BATCH = 512
@@ -96,6 +99,7 @@ class Services:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._forward_servers: dict[int, asyncio.Server] = {}
+        self.socks_proxies: list[Any] = []  # _socks.Socks5Proxy
 
     async def start(self) -> None:
         node = self.node
@@ -104,6 +108,7 @@ class Services:
         node.set_handler(FILE_PROTOCOL, self._serve_file)
         node.set_handler(TUNNEL_PROTOCOL, self._serve_tunnel)
         node.set_handler(BENCH_PROTOCOL, self._serve_bench)
+        node.set_handler(SERVICES_PROTOCOL, self._serve_services)
         for row in node.db.query(
             "SELECT id, bind_host, local_port, agent_id, remote_port FROM forwards"
         ):
@@ -111,8 +116,12 @@ class Services:
                 await self._listen_forward(row[0], row[1], row[2], row[3], row[4])
             except NetworkError as exc:
                 log.warning("could not restore forward", extra={"id": row[0], "error": str(exc)})
+        if node.config.socks5 is not None:
+            await self.start_socks5(*node.config.socks5)
 
     async def stop(self) -> None:
+        for proxy in self.socks_proxies:
+            proxy.close()
         for server in self._forward_servers.values():
             server.close()
         self._forward_servers.clear()
@@ -359,22 +368,82 @@ class Services:
         header = await stream.read_record()
         target = header.get("port") if isinstance(header, dict) else None
         found = self._find_exposure(target)
-        error = None
+        error, code = None, ErrorCode.REFUSED
         if found is None:
             error = f"{target!r} is not exposed on {self.node.agent_id[:12]}"
         elif found[1] and stream.peer not in found[1]:
-            error = f"{target!r} is not exposed to you"
+            error, code = f"{target!r} is not exposed to you", ErrorCode.NOT_TRUSTED
         if error is None and found is not None:
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", found[0])
             except OSError as exc:
                 error = f"local service on port {found[0]} is not answering: {exc.strerror or exc}"
         if error is not None:
-            stream.write_record({"ok": False, "error": error})
+            stream.write_record({"ok": False, "error": error, "code": int(code)})
             stream.write_eof()
             return
         stream.write_record({"ok": True})
         await pipe(stream, reader, writer)
+
+    def visible_to(self, peer: str) -> list[dict[str, Any]]:
+        """Our exposures that ``peer`` may use."""
+        return [
+            {"port": e.port, "name": e.name}
+            for e in self.exposures()
+            if not e.allow or peer in e.allow
+        ]
+
+    async def _serve_services(self, stream: Stream) -> None:
+        await stream.read_record(max_size=64)
+        stream.write_record({"services": self.visible_to(stream.peer)})
+        stream.write_eof()
+
+    async def remote_services(self, peer: str) -> list[dict[str, Any]]:
+        """What ``peer`` exposes to us (it must trust us)."""
+        stream = await self.node.open_stream(peer, SERVICES_PROTOCOL)
+        stream.write_record({})
+        stream.write_eof()
+        reply = await asyncio.wait_for(stream.read_record(), REPLY_TIMEOUT)
+        items = reply.get("services") if isinstance(reply, dict) else None
+        if not isinstance(items, list):
+            raise ProtocolViolation("bad services reply", ErrorCode.MALFORMED)
+        out = []
+        for item in items[:1024]:
+            if isinstance(item, dict) and isinstance(item.get("port"), int):
+                name = item.get("name")
+                out.append({"port": item["port"], "name": name if isinstance(name, str) else None})
+        return out
+
+    async def open_tunnel(self, peer: str, target: int | str) -> Stream:
+        """A stream to ``peer``'s service exposed at port (or under the name) ``target``,
+        accepted by the peer; TunnelRefused (with the peer's reason) otherwise."""
+        from ._socks import TunnelRefused
+
+        stream = await self.node.open_stream(peer, TUNNEL_PROTOCOL)
+        stream.write_record({"port": target})
+        try:
+            reply = _reply_ok(await asyncio.wait_for(stream.read_record(), REPLY_TIMEOUT))
+        except BaseException:
+            stream.reset()
+            raise
+        if reply.get("ok") is not True:
+            code = reply.get("code")
+            try:
+                err = ErrorCode(code) if isinstance(code, int) else ErrorCode.REFUSED
+            except ValueError:
+                err = ErrorCode.REFUSED
+            raise TunnelRefused(str(reply.get("error"))[:300], err)
+        return stream
+
+    async def start_socks5(self, host: str, port: int) -> str:
+        """A SOCKS5 proxy into the overlay on ``host:port`` (see :mod:`._socks`); the
+        bound address. It lasts until the node stops."""
+        from ._socks import Socks5Proxy
+
+        proxy = Socks5Proxy(self.node)
+        address = await proxy.start(host, port)
+        self.socks_proxies.append(proxy)
+        return address
 
     async def add_forward(
         self, bind_host: str, local_port: int, peer: str, remote_port: int
@@ -413,11 +482,7 @@ class Services:
     ) -> int:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                stream = await self.node.open_stream(peer, TUNNEL_PROTOCOL)
-                stream.write_record({"port": remote_port})
-                reply = _reply_ok(await asyncio.wait_for(stream.read_record(), REPLY_TIMEOUT))
-                if reply.get("ok") is not True:
-                    raise StreamRefused(str(reply.get("error")))
+                stream = await self.open_tunnel(peer, remote_port)
             except (SwarmlinkError, TimeoutError) as exc:
                 log.warning("forward refused", extra={"forward": forward_id, "error": str(exc)})
                 writer.close()

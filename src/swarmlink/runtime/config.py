@@ -71,6 +71,8 @@ class NodeConfig:
     #: What hole punching opens: TCP simultaneous open and/or QUIC over UDP, both from
     #: the listening port number. A direct TCP session is preferred to a QUIC one.
     punch_transports: tuple[str, ...] = ("tcp", "quic")
+    #: Serve a SOCKS5 proxy into the overlay on this (host, port) (None: no proxy).
+    socks5: tuple[str, int] | None = None
 
 
 def parse_target(target: str) -> tuple[str, str, int]:
