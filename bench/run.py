@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import ssl
 import statistics
 import subprocess
@@ -215,6 +216,90 @@ async def bench_relay(workdir: Path, total: int) -> dict[str, Any]:
         "ratio": round(relayed / direct, 3),
         "target_ratio": 0.3,
     }
+
+
+def _curl_speed(url: str, *proxy: str) -> float:
+    """Download ``url`` with curl; MiB/s."""
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", *proxy, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout) / 2**20
+
+
+def _curl_rate(url: str, n: int, *proxy: str) -> float:
+    """``n`` small requests, 8 at a time, each on a new connection; requests/s."""
+    args = ["curl", "-s", "--parallel", "--parallel-max", "8", *proxy]
+    for i in range(n):
+        args += ["-o", "/dev/null", f"{url}?{i}"]
+    started = time.perf_counter()
+    subprocess.run(args, check=True)
+    return n / (time.perf_counter() - started)
+
+
+async def bench_http(workdir: Path, total: int, requests: int) -> dict[str, Any]:
+    """An unmodified HTTP server (python -m http.server) and client (curl): download
+    throughput and request rate directly on loopback, through a port forward and through
+    the SOCKS5 proxy between two daemons, as ratios to direct."""
+    log(f"HTTP through forward / SOCKS5: {total >> 20} MiB download, {requests} requests")
+    www = workdir / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(os.urandom(1 << 20) * (total >> 20))
+    (www / "small.txt").write_text("hello\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=www,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    await poll(listening, "http.server")
+    da, ca = start_daemon(workdir / "http-a")
+    db, cb = start_daemon(workdir / "http-b")
+    try:
+        sa, sb = await wait_ready(ca, da), await wait_ready(cb, db)
+        await ca.connect(f"{sb.agent_id}@{sb.listen[0]}")
+        await ca.trust_request(sb.agent_id, "bench")
+        await poll(lambda: cb.trust_pending(), "trust request")
+        await cb.trust_approve(sa.agent_id)
+        await poll(lambda: ca.trust_list(), "trust")
+        await cb.expose(port)
+        fwd = await ca.forward(0, sb.agent_id, port)
+        proxy = await ca.start_socks5("127.0.0.1:0")
+        socks = ("--socks5-hostname", proxy)
+        urls = {
+            "direct": (f"http://127.0.0.1:{port}", ()),
+            "forward": (f"http://127.0.0.1:{fwd.local_port}", ()),
+            "socks5": (f"http://{sb.agent_id}.swarm:{port}", socks),
+        }
+        results: dict[str, Any] = {"bytes": total, "requests": requests}
+        for name, (base, extra) in urls.items():
+            _curl_speed(f"{base}/big.bin", *extra)  # warm-up
+            speed = max(_curl_speed(f"{base}/big.bin", *extra) for _ in range(2))
+            rate = _curl_rate(f"{base}/small.txt", requests, *extra)
+            results[name] = {"mib_s": round(speed, 1), "requests_s": round(rate, 1)}
+        for name in ("forward", "socks5"):
+            results[name]["throughput_ratio"] = round(
+                results[name]["mib_s"] / results["direct"]["mib_s"], 3
+            )
+            results[name]["rate_ratio"] = round(
+                results[name]["requests_s"] / results["direct"]["requests_s"], 3
+            )
+        results["targets"] = {"forward": 0.5, "socks5": 0.45}
+        return results
+    finally:
+        for proc in (da, db, web):
+            proc.terminate()
+            proc.wait()
 
 
 async def _reserved(client: Client) -> bool:
@@ -490,18 +575,24 @@ async def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument(
-        "--only", choices=["tunnel", "relay", "connect", "messages", "rss", "dht"], action="append"
+        "--only",
+        choices=["tunnel", "relay", "http", "connect", "messages", "rss", "dht"],
+        action="append",
     )
     args = parser.parse_args()
     big = not args.quick
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
         work = Path(tmp)
-        only = set(args.only or ["tunnel", "relay", "connect", "messages", "rss", "dht"])
+        only = set(args.only or ["tunnel", "relay", "http", "connect", "messages", "rss", "dht"])
         if "tunnel" in only:
             results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
         if "relay" in only:
             results["relay_throughput"] = await bench_relay(work, (256 if big else 32) << 20)
+        if "http" in only:
+            results["http_tunnels"] = await bench_http(
+                work, (256 if big else 32) << 20, 300 if big else 50
+            )
         if "connect" in only:
             results["connect_first_byte"] = await bench_connect(work, 50 if big else 10)
         if "messages" in only:

@@ -12,7 +12,7 @@ from ..wire.address import format_hostport, parse_hostport
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["advertised_addresses", "interface_addresses"]
+__all__ = ["advertised_addresses", "bound_addresses", "interface_addresses"]
 
 log = logging.getLogger("swarmlink.node")
 
@@ -51,6 +51,13 @@ def advertised_addresses(node: Node) -> tuple[str, ...]:
     out: list[str] = []
     if str(node.nat.state) == "public":
         out += node.nat.report().reflexive
+    out += bound_addresses(node)
+    return tuple(dict.fromkeys(out))[:MAX_RECORD_ADDRESSES]
+
+
+def bound_addresses(node: Node) -> list[str]:
+    """The listening addresses, wildcards expanded to the interface addresses."""
+    out: list[str] = []
     for bound in node.listen_addresses:
         host, port = parse_hostport(bound)
         if host in _WILDCARDS:
@@ -58,4 +65,4 @@ def advertised_addresses(node: Node) -> tuple[str, ...]:
             out += [format_hostport(h, port) for h in hosts]
         else:
             out.append(format_hostport(host, port))
-    return tuple(dict.fromkeys(out))[:MAX_RECORD_ADDRESSES]
+    return out

@@ -39,7 +39,7 @@ from ..errors import (
 from ..nat import MAX_PUNCH_ADDRESSES, Dial, PunchCoordinator
 from ..wire.address import parse_hostport
 from . import events as ev
-from ._addresses import advertised_addresses
+from ._addresses import advertised_addresses, bound_addresses
 from ._connection import PeerConnection
 from ._dialer import dial_from, secure
 from ._quic import QuicEndpoint, QuicStreamTransport
@@ -214,7 +214,13 @@ class PunchService:
 
     def _coordinator(self, *, initiator: bool) -> PunchCoordinator:
         node = self.node
-        addresses = [*node.nat.report().reflexive, *advertised_addresses(node)]
+        # Where others dial us, plus where we listen (a LAN peer, or a peer behind the
+        # same NAT, may reach that; and it is where a punch must land).
+        addresses = [
+            *node.nat.report().reflexive,
+            *advertised_addresses(node),
+            *bound_addresses(node),
+        ]
         local = dial_from(node)
         loopback = local is not None and _is_loopback(local[0])
         return PunchCoordinator(
