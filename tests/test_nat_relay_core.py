@@ -72,3 +72,36 @@ def test_bad_limits() -> None:
         RelayLimits(max_circuits=0)
     with pytest.raises(InvalidArgument):
         RelayLimits(reservation_ttl=0)
+
+
+def test_bandwidth_pacing_per_circuit() -> None:
+    from swarmlink.nat import RelayCore, RelayLimits
+
+    core = RelayCore(RelayLimits(max_circuit_rate=1000))
+    core.reserve("b" * 52, 0.0)
+    circuit = core.connect("a" * 52, "b" * 52, 0.0)
+    # A one-second burst is free; beyond it, each byte costs 1 ms.
+    assert core.pace(circuit.circuit_id, 1000, 100.0) == 0.0
+    assert core.pace(circuit.circuit_id, 1000, 100.0) == pytest.approx(1.0)
+    assert core.pace(circuit.circuit_id, 500, 100.0) == pytest.approx(1.5)
+    # Idle time pays the debt back (but saves up at most one second).
+    assert core.pace(circuit.circuit_id, 1000, 200.0) == 0.0
+    unlimited = RelayCore(RelayLimits())
+    unlimited.reserve("b" * 52, 0.0)
+    other = unlimited.connect("a" * 52, "b" * 52, 0.0)
+    assert unlimited.pace(other.circuit_id, 10**9, 0.0) == 0.0
+    with pytest.raises(InvalidArgument):
+        RelayLimits(max_circuit_rate=-1)
+
+
+def test_relay_limits_from_the_command_line() -> None:
+    from swarmlink.daemon import parse_relay_limits
+
+    limits = parse_relay_limits(["max_circuit_rate=1000000", "reservation-ttl=60"])
+    assert limits.max_circuit_rate == 1_000_000 and limits.reservation_ttl == 60.0
+    with pytest.raises(InvalidArgument, match="NAME=VALUE"):
+        parse_relay_limits(["bandwidth=5"])
+    with pytest.raises(InvalidArgument, match="not a number"):
+        parse_relay_limits(["max_circuits=lots"])
+    with pytest.raises(InvalidArgument, match="at least 1"):
+        parse_relay_limits(["max_circuits=0"])

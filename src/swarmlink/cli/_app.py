@@ -120,6 +120,15 @@ def up(
             "--relay", help="Relay for nodes that cannot be dialed (sees only ciphertext)."
         ),
     ] = False,
+    relay_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--relay-limit",
+            help="NAME=VALUE relay limit (repeatable): max_reservations, reservation_ttl, "
+            "max_circuits, max_circuits_per_peer, max_circuit_bytes, max_circuit_duration, "
+            "max_reserve_per_minute, max_circuit_rate (bytes/s per circuit).",
+        ),
+    ] = None,
     relay_via: Annotated[
         list[str] | None,
         typer.Option(
@@ -179,6 +188,12 @@ def up(
     transports = tuple(punch_transport or ("tcp", "quic"))
     if not set(transports) <= {"tcp", "quic"}:
         raise typer.BadParameter("use tcp or quic", param_hint="--punch-transport")
+    from ..daemon import parse_relay_limits
+
+    try:
+        limits = parse_relay_limits(relay_limit or [])
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--relay-limit") from None
     socks5_at = None
     if socks5 is not None:
         from ..wire.address import parse_hostport
@@ -204,6 +219,7 @@ def up(
             hole_punching=hole_punching,
             punch_transports=transports,
             socks5=socks5_at,
+            relay_limits=limits,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
@@ -219,6 +235,7 @@ def up(
             hole_punching=hole_punching,
             punch_transports=punch_transport or (),
             socks5=socks5,
+            relay_limits=relay_limit or (),
         )
     )
     if json_out:

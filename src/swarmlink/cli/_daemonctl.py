@@ -77,6 +77,7 @@ async def start_background(
     hole_punching: bool = True,
     punch_transports: Sequence[str] = (),
     socks5: str | None = None,
+    relay_limits: Sequence[str] = (),
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -101,6 +102,8 @@ async def start_background(
         args += ["--punch-transport", kind]
     if socks5:
         args += ["--socks5", socks5]
+    for text in relay_limits:
+        args += ["--relay-limit", text]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

@@ -25,6 +25,7 @@ from ._run import (
     JsonLogFormatter,
     parse_advertise,
     parse_bootstrap_peers,
+    parse_relay_limits,
     run_daemon,
 )
 from ._server import (
@@ -72,6 +73,7 @@ __all__ = [
     "main",
     "parse_advertise",
     "parse_bootstrap_peers",
+    "parse_relay_limits",
     "run_daemon",
     "serve",
 ]

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 
 from ..errors import InvalidArgument
 from ..runtime.config import DEFAULT_PORT, parse_hostport, resolve_home
-from ._run import LOG_LEVELS, DaemonConfig, parse_advertise, parse_bootstrap_peers, run_daemon
+from ._run import (
+    LOG_LEVELS,
+    DaemonConfig,
+    parse_advertise,
+    parse_bootstrap_peers,
+    parse_relay_limits,
+    run_daemon,
+)
 
 __all__ = ["main"]
 
@@ -56,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         help="serve as a relay for nodes that cannot be dialed (end-to-end encrypted)",
     )
     parser.add_argument(
+        "--relay-limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a relay limit, repeatable: max_reservations, reservation_ttl, max_circuits, "
+        "max_circuits_per_peer, max_circuit_bytes, max_circuit_duration, "
+        "max_reserve_per_minute, max_circuit_rate (bytes/s)",
+    )
+    parser.add_argument(
         "--relay-via",
         action="append",
         default=[],
@@ -98,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         advertise = parse_advertise(args.advertise)
         relays = parse_bootstrap_peers(args.relay_via)
         socks5 = parse_hostport(args.socks5) if args.socks5 else None
+        relay_limits = parse_relay_limits(args.relay_limit)
     except InvalidArgument as exc:
         parser.error(str(exc))
     config = DaemonConfig(
@@ -112,5 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         hole_punching=args.hole_punching,
         punch_transports=tuple(args.punch_transport) or ("tcp", "quic"),
         socks5=socks5,
+        relay_limits=relay_limits,
     )
     return run_daemon(config)

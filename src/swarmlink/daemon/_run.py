@@ -12,12 +12,13 @@ import os
 import signal
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, LocalError, SwarmlinkError
+from ..nat import RelayLimits
 from ._server import PID_FILE_NAME, SOCKET_NAME, check_no_daemon, serve
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "JsonLogFormatter",
     "parse_advertise",
     "parse_bootstrap_peers",
+    "parse_relay_limits",
     "run_daemon",
 ]
 
@@ -61,6 +63,8 @@ class DaemonConfig:
     hole_punching: bool = True
     #: What hole punching opens ("tcp", "quic").
     punch_transports: tuple[str, ...] = ("tcp", "quic")
+    #: What this node grants as a relay.
+    relay_limits: RelayLimits = field(default_factory=RelayLimits)
     #: Serve a SOCKS5 proxy into the overlay on (host, port).
     socks5: tuple[str, int] | None = None
 
@@ -74,6 +78,28 @@ def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
         agent, address = parse_bootstrap(text)
         out.append(f"{agent}@{address}")
     return tuple(dict.fromkeys(out))
+
+
+def parse_relay_limits(values: Iterable[str]) -> RelayLimits:
+    """``NAME=VALUE`` settings of :class:`~swarmlink.nat.RelayLimits` (e.g.
+    ``max_circuit_rate=1000000``), with clear errors; the rest keep their defaults."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(RelayLimits)}
+    settings: dict[str, float | int] = {}
+    for text in values:
+        name, sep, raw = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise InvalidArgument(
+                f"bad relay limit {text!r}: expected NAME=VALUE with NAME one of "
+                + ", ".join(fields)
+            )
+        try:
+            settings[name] = float(raw) if fields[name].type in ("float", float) else int(raw)
+        except ValueError:
+            raise InvalidArgument(f"bad relay limit {text!r}: {raw!r} is not a number") from None
+    return RelayLimits(**settings)  # type: ignore[arg-type]
 
 
 def parse_advertise(values: Iterable[str]) -> tuple[str, ...]:
@@ -223,6 +249,7 @@ async def _run(config: DaemonConfig) -> int:
                 hole_punching=config.hole_punching,
                 punch_transports=config.punch_transports,
                 socks5=config.socks5,
+                relay_limits=config.relay_limits,
             )
         )
         _release_startup_memory()

@@ -38,6 +38,9 @@ class RelayLimits:
     max_circuit_duration: float = 2 * 3600.0
     #: Reservation requests one node may make per minute.
     max_reserve_per_minute: int = 10
+    #: Bandwidth of one circuit, bytes per second in both directions together (0: no
+    #: limit); the relay paces the copy, TCP flow control slows the ends.
+    max_circuit_rate: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,6 +54,8 @@ class RelayLimits:
                 raise InvalidArgument(f"relay limit {name} must be at least 1")
         if self.reservation_ttl <= 0 or self.max_circuit_duration <= 0:
             raise InvalidArgument("relay durations must be positive")
+        if self.max_circuit_rate < 0:
+            raise InvalidArgument("relay limit max_circuit_rate must be 0 (none) or positive")
 
 
 class RelayRefused(RemoteError):
@@ -71,6 +76,7 @@ class Circuit:
     opened: float
     deadline: float
     bytes: int = 0
+    paced_until: float = 0.0  # the moment the bytes carried so far are "paid for"
 
 
 @dataclass
@@ -146,6 +152,17 @@ class RelayCore:
             return False
         circuit.bytes += nbytes
         return circuit.bytes <= self.limits.max_circuit_bytes
+
+    def pace(self, circuit_id: int, nbytes: int, now: float) -> float:
+        """Seconds to wait before carrying ``nbytes`` more on a circuit so that it stays
+        within ``max_circuit_rate`` (0 when unlimited or under the rate)."""
+        rate = self.limits.max_circuit_rate
+        circuit = self.circuits.get(circuit_id)
+        if not rate or circuit is None:
+            return 0.0
+        start = max(circuit.paced_until, now - 1.0)  # at most a 1 s burst saved up
+        circuit.paced_until = start + nbytes / rate
+        return max(0.0, circuit.paced_until - now)
 
     def close(self, circuit_id: int) -> None:
         self.circuits.pop(circuit_id, None)

@@ -41,6 +41,8 @@ __all__ = ["HIGH_WATER", "PeerConnection", "error_for_code"]
 
 log = logging.getLogger("swarmlink.connection")
 
+#: Bytes kept from before ``connection_made`` (see ``PeerConnection._early``).
+MAX_EARLY_BYTES = 1024 * 1024
 #: A stream counts as congested (``drain`` waits) above this many queued bytes.
 HIGH_WATER = 256 * 1024
 
@@ -119,6 +121,9 @@ class PeerConnection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._unread = 0
         self.closed_event = asyncio.Event()  # set once the session ended
+        # Bytes that arrived before connection_made (a TLS started with start_tls delivers
+        # the peer's first records before our code resumes): replayed once it runs.
+        self._early: list[bytes] = []
         self.close_code: ErrorCode | None = None
         self.close_reason = ""
 
@@ -169,6 +174,9 @@ class PeerConnection(asyncio.Protocol):
             return
         self._flush()
         self._process_events()
+        early, self._early = self._early, []
+        for chunk in early:
+            self.data_received(chunk)
 
     def _verify_peer(self, transport: asyncio.Transport) -> PeerIdentity:
         peercert = transport.get_extra_info("peercert")
@@ -186,6 +194,8 @@ class PeerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         session = self.session
         if session is None:
+            if sum(map(len, self._early)) < MAX_EARLY_BYTES:
+                self._early.append(bytes(data))
             return
         if len(data) >= SSL_IDLE_BUFFER // 2 and self._ssl_proto is not None:
             _set_ssl_buffer(self._ssl_proto, SSL_BULK_BUFFER)  # bulk traffic: read big

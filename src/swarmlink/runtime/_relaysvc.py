@@ -79,8 +79,9 @@ def _check_reply(reply: object, what: str) -> dict[str, Any]:
     return reply
 
 
-async def _pipe_streams(a: Stream, b: Stream, account: Any) -> None:
-    """Copy bytes both ways until both sides end; ``account(n) -> bool`` may stop it."""
+async def _pipe_streams(a: Stream, b: Stream, account: Any, pace: Any = None) -> None:
+    """Copy bytes both ways until both sides end; ``account(n) -> bool`` may stop it,
+    ``pace(n) -> seconds`` slows it down (bandwidth limit)."""
 
     async def one_way(src: Stream, dst: Stream) -> None:
         while True:
@@ -90,6 +91,9 @@ async def _pipe_streams(a: Stream, b: Stream, account: Any) -> None:
                 return
             if not account(len(data)):
                 raise RelayRefused("circuit byte limit reached", ErrorCode.RATE_LIMITED)
+            delay = pace(len(data)) if pace is not None else 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing to the bandwidth limit
             dst.write(data)
             await dst.drain()
 
@@ -175,7 +179,12 @@ class RelayService:
             stream.write_record({"ok": True})
             log.info("relaying", extra={"from": stream.peer, "to": target})
             core = self.core
-            await _pipe_streams(stream, out, lambda n: core.carried(circuit.circuit_id, n))
+            await _pipe_streams(
+                stream,
+                out,
+                lambda n: core.carried(circuit.circuit_id, n),
+                lambda n: core.pace(circuit.circuit_id, n, time.monotonic()),
+            )
         finally:
             self.core.close(circuit.circuit_id)
 
