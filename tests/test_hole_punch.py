@@ -75,6 +75,9 @@ async def test_listener_and_dials_share_the_port(tmp_path: Path) -> None:
         conn = x.connected(y.agent_id)
         assert conn is not None
         assert conn.local_address == f"127.0.0.1:{x.listen_port}"  # dialed from the listener
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        assert sock is not None  # and without Nagle (40 ms stalls on every exchange)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         # A second daemon cannot silently share the port (SO_REUSEPORT on the listener).
         with pytest.raises(OSError):
             sockets.check_port_free("127.0.0.1", x.listen_port)
