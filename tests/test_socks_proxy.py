@@ -119,6 +119,20 @@ def test_curl_through_socks5_by_id_name_and_virtual_address(
     ):
         got = curl(socks, url)
         assert got.returncode == 0 and got.stdout == b"hello through the overlay\n", got.stderr
+    # A port forward to the service by name.
+    fwd = run_json(a.home, "forward", "0", f"{b.agent_id}:web")
+    assert fwd["remote_name"] == "web"
+    got = subprocess.run(
+        [
+            CURL or "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            f"http://127.0.0.1:{fwd['local_port']}/hello.txt",
+        ],
+        capture_output=True,
+    )
+    assert got.stdout == b"hello through the overlay\n", got.stderr
     # Many concurrent requests.
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(

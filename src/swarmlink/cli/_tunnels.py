@@ -102,7 +102,7 @@ def exposures(json_out: Json = False) -> None:
         console.print(f"{e.port}{f' ({e.name})' if e.name else ''}: {who}")
 
 
-def _parse_forward(local: str, remote: str) -> tuple[str, int, str, int]:
+def _parse_forward(local: str, remote: str) -> tuple[str, int, str, int | str]:
     bind, _, port_text = local.rpartition(":")
     try:
         local_port = int(port_text)
@@ -112,11 +112,10 @@ def _parse_forward(local: str, remote: str) -> tuple[str, int, str, int]:
         raise typer.BadParameter("local port must be 0-65535")
     agent, sep, rport = remote.rpartition(":")
     if not sep:
-        raise typer.BadParameter(f"bad target {remote!r}: expected AGENT:PORT")
-    try:
-        remote_port = int(rport)
-    except ValueError:
-        raise typer.BadParameter(f"bad remote port in {remote!r}") from None
+        raise typer.BadParameter(f"bad target {remote!r}: expected AGENT:PORT or AGENT:NAME")
+    if not rport.isdigit():
+        return bind or "127.0.0.1", local_port, agent_arg(agent), rport  # a service name
+    remote_port = int(rport)
     if not 1 <= remote_port <= 65535:
         raise typer.BadParameter("remote port must be 1-65535")
     return bind or "127.0.0.1", local_port, agent_arg(agent), remote_port
@@ -125,7 +124,9 @@ def _parse_forward(local: str, remote: str) -> tuple[str, int, str, int]:
 @app.command()
 def forward(
     local: Annotated[str, typer.Argument(help="[BIND:]LOCAL_PORT to listen on (0 picks one).")],
-    target: Annotated[str, typer.Argument(help="AGENT:PORT exposed by the peer.")],
+    target: Annotated[
+        str, typer.Argument(help="AGENT:PORT or AGENT:NAME (a service the peer exposes).")
+    ],
     json_out: Json = False,
 ) -> None:
     """Tunnel a local port to a peer's exposed port (HTTP, gRPC, SSH work unchanged)."""
@@ -136,7 +137,7 @@ def forward(
         return
     console.print(
         f"forward #{fwd.id}: {fwd.bind_host}:{fwd.local_port} → "
-        f"{short(fwd.agent_id)}:{fwd.remote_port}"
+        f"{short(fwd.agent_id)}:{fwd.remote_name or fwd.remote_port}"
     )
 
 
@@ -156,4 +157,5 @@ def forwards(json_out: Json = False) -> None:
     if _listing(items, json_out, "no forwards"):
         return
     for f in items:
-        console.print(f"#{f.id} {f.bind_host}:{f.local_port} → {short(f.agent_id)}:{f.remote_port}")
+        remote = f.remote_name or f.remote_port
+        console.print(f"#{f.id} {f.bind_host}:{f.local_port} → {short(f.agent_id)}:{remote}")

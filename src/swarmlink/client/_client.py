@@ -340,14 +340,13 @@ class Client:
         return _models(Exposure, await self._call("GET", "/v1/exposures"), "exposures")
 
     async def forward(
-        self, local_port: int, agent_id: str, remote_port: int, bind_host: str = "127.0.0.1"
+        self, local_port: int, agent_id: str, remote: int | str, bind_host: str = "127.0.0.1"
     ) -> Forward:
-        body = {
-            "local_port": local_port,
-            "agent_id": agent_id,
-            "remote_port": remote_port,
-            "bind_host": bind_host,
-        }
+        """Tunnel ``bind_host:local_port`` to ``agent_id``'s service exposed at port (int)
+        or under the name (str) ``remote``."""
+        body: dict[str, Any] = {"local_port": local_port, "agent_id": agent_id}
+        body["remote_name" if isinstance(remote, str) else "remote_port"] = remote
+        body["bind_host"] = bind_host
         return _model(Forward, await self._call("POST", "/v1/forwards", body))
 
     async def unforward(self, forward_id: int) -> None:

@@ -227,10 +227,11 @@ class Router:
     def _forward(self, a: Args) -> Awaitable[Any]:
         local_port = a.integer("local_port")
         agent_id = a.text("agent_id", max_len=MAX_NAME_LENGTH)
-        remote_port = a.integer("remote_port")
+        remote_name = a.text("remote_name", "", max_len=63)
+        remote: int | str = remote_name or a.integer("remote_port")
         bind_host = a.text("bind_host", "127.0.0.1", max_len=MAX_NAME_LENGTH)
         a.done()
-        return self.node.forward(local_port, agent_id, remote_port, bind_host=bind_host)
+        return self.node.forward(local_port, agent_id, remote, bind_host=bind_host)
 
     async def _unforward(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
         forward_id = Args(params, query=True).integer("id", lo=0)

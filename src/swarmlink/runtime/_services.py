@@ -110,10 +110,10 @@ class Services:
         node.set_handler(BENCH_PROTOCOL, self._serve_bench)
         node.set_handler(SERVICES_PROTOCOL, self._serve_services)
         for row in node.db.query(
-            "SELECT id, bind_host, local_port, agent_id, remote_port FROM forwards"
+            "SELECT id, bind_host, local_port, agent_id, remote_port, remote_name FROM forwards"
         ):
             try:
-                await self._listen_forward(row[0], row[1], row[2], row[3], row[4])
+                await self._listen_forward(row[0], row[1], row[2], row[3], row[5] or row[4])
             except NetworkError as exc:
                 log.warning("could not restore forward", extra={"id": row[0], "error": str(exc)})
         if node.config.socks5 is not None:
@@ -446,11 +446,18 @@ class Services:
         return address
 
     async def add_forward(
-        self, bind_host: str, local_port: int, peer: str, remote_port: int
+        self, bind_host: str, local_port: int, peer: str, remote: int | str
     ) -> Forward:
+        """Listen on ``bind_host:local_port``; tunnel each connection to ``peer``'s service
+        exposed at port (int) or under the name (str) ``remote``."""
         if not 0 <= local_port <= 65535:
             raise InvalidArgument(f"local port must be 0-65535, not {local_port}")
-        _check_port(remote_port, "remote port")
+        if isinstance(remote, str):
+            if not _NAME_RE.match(remote):
+                raise InvalidArgument(f"bad service name {remote!r}: use a-z, 0-9 and '-'")
+            remote_port, remote_name = 0, remote
+        else:
+            remote_port, remote_name = _check_port(remote, "remote port"), None
         db = self.node.db
         if db.query_one(
             "SELECT 1 FROM forwards WHERE bind_host = ? AND local_port = ? AND local_port != 0",
@@ -458,13 +465,13 @@ class Services:
         ):
             raise StateError(f"{bind_host}:{local_port} is already forwarded")
         cur = db.execute(
-            "INSERT INTO forwards (bind_host, local_port, agent_id, remote_port, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (bind_host, local_port, peer, remote_port, time.time()),
+            "INSERT INTO forwards (bind_host, local_port, agent_id, remote_port, remote_name, "
+            "created) VALUES (?, ?, ?, ?, ?, ?)",
+            (bind_host, local_port, peer, remote_port, remote_name, time.time()),
         )
         forward_id = int(cur.lastrowid or 0)
         try:
-            port = await self._listen_forward(forward_id, bind_host, local_port, peer, remote_port)
+            port = await self._listen_forward(forward_id, bind_host, local_port, peer, remote)
         except BaseException:
             db.execute("DELETE FROM forwards WHERE id = ?", (forward_id,))
             raise
@@ -475,14 +482,15 @@ class Services:
             local_port=port,
             agent_id=peer,
             remote_port=remote_port,
+            remote_name=remote_name,
         )
 
     async def _listen_forward(
-        self, forward_id: int, bind_host: str, local_port: int, peer: str, remote_port: int
+        self, forward_id: int, bind_host: str, local_port: int, peer: str, remote: int | str
     ) -> int:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                stream = await self.open_tunnel(peer, remote_port)
+                stream = await self.open_tunnel(peer, remote)
             except (SwarmlinkError, TimeoutError) as exc:
                 log.warning("forward refused", extra={"forward": forward_id, "error": str(exc)})
                 writer.close()
@@ -513,9 +521,17 @@ class Services:
 
     def forwards(self) -> list[Forward]:
         return [
-            Forward(id=r[0], bind_host=r[1], local_port=r[2], agent_id=r[3], remote_port=r[4])
+            Forward(
+                id=r[0],
+                bind_host=r[1],
+                local_port=r[2],
+                agent_id=r[3],
+                remote_port=r[4],
+                remote_name=r[5],
+            )
             for r in self.node.db.query(
-                "SELECT id, bind_host, local_port, agent_id, remote_port FROM forwards ORDER BY id"
+                "SELECT id, bind_host, local_port, agent_id, remote_port, remote_name "
+                "FROM forwards ORDER BY id"
             )
         ]
 

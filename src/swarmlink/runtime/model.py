@@ -158,7 +158,8 @@ class Forward(JsonModel):
     bind_host: str
     local_port: int
     agent_id: str
-    remote_port: int
+    remote_port: int  # 0 when the service is named
+    remote_name: str | None = None  # the peer's service exposed under this name
 
 
 @dataclass(frozen=True)

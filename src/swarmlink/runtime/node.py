@@ -712,10 +712,10 @@ class Node:
         return self.services.exposures()
 
     async def forward(
-        self, local_port: int, agent_id: str, remote_port: int, *, bind_host: str = "127.0.0.1"
+        self, local_port: int, agent_id: str, remote: int | str, *, bind_host: str = "127.0.0.1"
     ) -> Forward:
         return await self.services.add_forward(
-            bind_host, local_port, validate_agent_id(agent_id), remote_port
+            bind_host, local_port, validate_agent_id(agent_id), remote
         )
 
     async def unforward(self, forward_id: int) -> None:

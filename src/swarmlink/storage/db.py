@@ -133,6 +133,9 @@ _MIGRATIONS: tuple[str, ...] = (
         created     REAL NOT NULL
     );
     """,
+    """
+    ALTER TABLE forwards ADD COLUMN remote_name TEXT;  -- a service exposed under a name
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
