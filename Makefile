@@ -22,7 +22,8 @@ $(TSTAMP): $(STAMP) pyproject.toml
 run: $(STAMP)
 	$(BIN)/swarmlink demo
 
-# System packages the integration tests use: sshd for the SSH-through-tunnel test,
+# System packages the integration tests use: sshd for the SSH-through-tunnel test (and
+# netcat-openbsd, ssh's ProxyCommand through the SOCKS5 proxy),
 # iproute2 and nftables for the tests that build their own network namespaces and NATs
 # (mDNS on a private LAN, the NAT lab).
 # CI runs as root on a clean machine; elsewhere this is skipped when they are present.
@@ -31,6 +32,7 @@ sysdeps:
 	if ! command -v sshd >/dev/null 2>&1 && ! test -x /usr/sbin/sshd; then need="$$need openssh-server openssh-client"; fi; \
 	if ! command -v ip >/dev/null 2>&1 && ! test -x /usr/sbin/ip; then need="$$need iproute2"; fi; \
 	if ! command -v nft >/dev/null 2>&1 && ! test -x /usr/sbin/nft; then need="$$need nftables"; fi; \
+	if ! command -v nc >/dev/null 2>&1; then need="$$need netcat-openbsd"; fi; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

@@ -289,6 +289,7 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)
     sshd_log = (d / "sshd.log").open("wb")
@@ -320,6 +321,54 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "through-the-overlay"
+        opts = [
+            "-i",
+            str(d / "user"),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={d / 'known'}",
+            "-o",
+            "BatchMode=yes",
+        ]
+        # Copy a file with scp through the forward.
+        payload = d / "payload.bin"
+        payload.write_bytes(os.urandom(3 * 1024 * 1024))
+        copied = d / "copied.bin"
+        scp = shutil.which("scp") or "scp"
+        out = subprocess.run(
+            [scp, "-P", str(fwd["local_port"]), *opts, str(payload), f"root@127.0.0.1:{copied}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert copied.read_bytes() == payload.read_bytes()
+        # And ssh through the SOCKS5 proxy, by agent ID (OpenBSD netcat as ProxyCommand).
+        nc = shutil.which("nc")
+        if (
+            nc is not None
+            and "-X" in subprocess.run([nc, "-h"], capture_output=True, text=True).stderr
+        ):
+            proxy = json.loads(run(a.home, "proxy", "--socks5", "127.0.0.1:0", "--json").stdout)
+            out = subprocess.run(
+                [
+                    ssh,
+                    "-p",
+                    str(port),
+                    *opts,
+                    "-o",
+                    f"ProxyCommand={nc} -X 5 -x {proxy['socks5']} %h %p",
+                    f"root@{b.agent_id}.swarm",
+                    "echo",
+                    "through-socks5",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == "through-socks5"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
