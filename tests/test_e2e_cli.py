@@ -266,6 +266,16 @@ def _check_grpc(a: Daemon, b: Daemon) -> None:
             many = channel.unary_stream("/test.Echo/Many")
             chunks = list(many(b"z", timeout=15))
             assert len(chunks) == 50 and all(c == b"z" * 1000 for c in chunks)
+        # Through the daemon's proxy too: gRPC speaks HTTP CONNECT to it, by agent ID.
+        proxy = json.loads(run(a.home, "proxy", "--socks5", "127.0.0.1:0", "--json").stdout)
+        with grpc.insecure_channel(
+            f"{b.agent_id}.swarm:{gport}",
+            options=[("grpc.http_proxy", f"http://{proxy['socks5']}")],
+        ) as channel:
+            ping = channel.unary_unary("/test.Echo/Ping")
+            assert ping(b"proxied", timeout=15) == b"pong:proxied"
+            many = channel.unary_stream("/test.Echo/Many")
+            assert len(list(many(b"y", timeout=15))) == 50
     finally:
         server.stop(None)
 

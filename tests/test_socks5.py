@@ -504,3 +504,30 @@ async def test_a_real_client_through_asyncio_streams() -> None:
     finally:
         tcp.close()
         await tcp.wait_closed()
+
+
+# ---- HTTP CONNECT (the same proxy port, for HTTP-proxy clients such as gRPC) -----------
+
+
+def test_http_connect_requests_are_parsed_strictly() -> None:
+    from swarmlink.errors import ProtocolViolation
+    from swarmlink.tunnel import MAX_CONNECT_HEAD, connect_reply, parse_connect
+
+    head = b"CONNECT abc.swarm:443 HTTP/1.1\r\nHost: abc.swarm:443\r\n\r\n"
+    assert parse_connect(head) == ("abc.swarm", 443)
+    assert parse_connect(b"CONNECT [fd5a::1]:80 HTTP/1.0\r\n\r\n") == ("fd5a::1", 80)
+    for bad in (
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"CONNECT abc.swarm HTTP/1.1\r\n\r\n",
+        b"CONNECT abc.swarm:0 HTTP/1.1\r\n\r\n",
+        b"CONNECT abc.swarm:80 SPDY/3\r\n\r\n",
+        b"CONNECT abc.swarm:80 HTTP/1.1\r\n",
+        b"CONNECT \xff:80 HTTP/1.1\r\n\r\n",
+        b"CONNECT a:80 HTTP/1.1\r\n" + b"X: " + b"y" * MAX_CONNECT_HEAD + b"\r\n\r\n",
+    ):
+        with pytest.raises(ProtocolViolation):
+            parse_connect(bad)
+    assert connect_reply(200) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    refused = connect_reply(403, "agent does not trust you")
+    assert refused.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert refused.endswith(b"\r\n\r\nagent does not trust you\n")

@@ -143,6 +143,11 @@ def test_curl_through_socks5_by_id_name_and_virtual_address(
         )
     assert all(r.returncode == 0 and r.stdout.startswith(b"hello") for r in results)
 
+    # The same port answers HTTP CONNECT (curl -p: tunnel through an HTTP proxy).
+    via_http = curl(f"http://{proxy}", f"http://{b.agent_id}.swarm:{port}/hello.txt", "-p")
+    assert via_http.returncode == 0 and via_http.stdout.startswith(b"hello"), via_http.stderr
+    unknown = curl(f"http://{proxy}", "http://nobody-advertises-this.swarm:80/", "-p")
+    assert unknown.returncode != 0 and b"404" in unknown.stderr
     # Refusals are SOCKS5 reply codes, at once.
     assert asyncio.run(socks_reply(proxy, f"{b.agent_id}.swarm", 1)) == CONNECTION_REFUSED
     assert asyncio.run(socks_reply(proxy, "nobody-advertises-this.swarm", 80)) == HOST_UNREACHABLE

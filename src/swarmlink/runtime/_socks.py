@@ -26,6 +26,7 @@ from ..errors import (
     InvalidArgument,
     NetworkError,
     NotFound,
+    ProtocolViolation,
     StreamRefused,
     SwarmlinkError,
 )
@@ -34,11 +35,14 @@ from ..tunnel import (
     CONNECTION_REFUSED,
     GENERAL_FAILURE,
     HOST_UNREACHABLE,
+    MAX_CONNECT_HEAD,
     NOT_ALLOWED,
     TTL_EXPIRED,
     ConnectRequested,
     ProtocolError,
     Socks5Server,
+    connect_reply,
+    parse_connect,
     resolve_overlay_name,
 )
 from ..wire.address import format_hostport
@@ -128,9 +132,18 @@ class Socks5Proxy:
         socks = Socks5Server()
         try:
             async with asyncio.timeout(SOCKS_HANDSHAKE_TIMEOUT):
-                request = await self._handshake(socks, reader, writer)
+                first = await reader.read(4096)
+                if first[:1] not in (b"\x05", b""):  # not SOCKS5: an HTTP CONNECT?
+                    target = await self._http_head(first, reader, writer)
+                else:
+                    request = await self._handshake(socks, first, reader, writer)
         except (TimeoutError, OSError):
-            request = None
+            writer.close()
+            return
+        if first[:1] not in (b"\x05", b""):
+            if target is not None:
+                await self._http_connect(*target, writer=writer, reader=reader)
+            return
         if request is None:
             writer.close()
             return
@@ -159,11 +172,64 @@ class Socks5Proxy:
         await pipe(stream, reader, writer)
 
     @staticmethod
+    async def _http_head(
+        head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int, bytes] | None:
+        """Read and check an HTTP CONNECT head: (host, port, early bytes), or None after
+        answering 400/405 (the proxy also serves HTTP-proxy clients such as gRPC)."""
+        while b"\r\n\r\n" not in head and len(head) <= MAX_CONNECT_HEAD:
+            more = await reader.read(4096)
+            if not more:
+                writer.close()
+                return None
+            head += more
+        end = head.find(b"\r\n\r\n") + 4
+        head, early = (head[:end], head[end:]) if end >= 4 else (head, b"")
+        try:
+            host, port = parse_connect(head)
+        except ProtocolViolation as exc:
+            status = 405 if "only CONNECT" in exc.reason else 400
+            writer.write(connect_reply(status, exc.reason))
+            writer.close()
+            return None
+        return host, port, early
+
+    async def _http_connect(
+        self,
+        host: str,
+        port: int,
+        early: bytes,
+        *,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Open the tunnel for a CONNECT request and pipe (or answer 403/404/502/504)."""
+        try:
+            async with asyncio.timeout(SOCKS_CONNECT_TIMEOUT):
+                agent, service = await self._target(host, port)
+                stream = await self.node.services.open_tunnel(agent, service)
+        except (SwarmlinkError, TimeoutError) as exc:
+            reply = _reply_for(exc)
+            status = {NOT_ALLOWED: 403, HOST_UNREACHABLE: 404, TTL_EXPIRED: 504}.get(reply, 502)
+            writer.write(connect_reply(status, str(exc)))
+            writer.close()
+            return
+        writer.write(connect_reply(200))
+        if early:
+            stream.write(early)
+        from ._services import pipe
+
+        await pipe(stream, reader, writer)
+
+    @staticmethod
     async def _handshake(
-        socks: Socks5Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        socks: Socks5Server,
+        first: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> ConnectRequested | None:
+        data = first
         while True:
-            data = await reader.read(4096)
             if not data:
                 return None
             socks.receive_data(data)
@@ -176,3 +242,4 @@ class Socks5Proxy:
                     return None
                 if isinstance(event, ConnectRequested):
                     return event
+            data = await reader.read(4096)

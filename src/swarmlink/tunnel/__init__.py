@@ -8,6 +8,7 @@ virtual addresses), :func:`resolve_overlay_name`. The asyncio glue lives in ``ru
 
 from __future__ import annotations
 
+from ._httpconnect import MAX_CONNECT_HEAD, connect_reply, parse_connect
 from ._names import (
     MAX_HOST_LENGTH,
     OVERLAY_DOMAIN,
@@ -57,6 +58,7 @@ __all__ = [
     "CONNECTION_REFUSED",
     "GENERAL_FAILURE",
     "HOST_UNREACHABLE",
+    "MAX_CONNECT_HEAD",
     "MAX_DOMAIN_LENGTH",
     "MAX_EARLY_DATA",
     "MAX_HANDSHAKE_BYTES",
@@ -77,5 +79,7 @@ __all__ = [
     "Socks5Event",
     "Socks5Server",
     "Socks5State",
+    "connect_reply",
+    "parse_connect",
     "resolve_overlay_name",
 ]
