@@ -103,7 +103,10 @@ class Box:
         args = [sys.executable, "-m", "swarmlink.daemon", "--home", str(home)]
         level = os.environ.get("SWARMLINK_LAB_LOG_LEVEL", "info")
         args += ["--listen", f"{self.ip}:7420", "--no-mdns", "--log-level", level, *extra]
-        return self.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Daemons run as users run them: asyncio's debug mode (make test turns it on for
+        # the test process) slows every callback and skews the timing of hole punches.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+        return self.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 @dataclass
