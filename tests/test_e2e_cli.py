@@ -308,29 +308,6 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
         wait_for(lambda: _port_open(port), "sshd listening")
         run(b.home, "expose", str(port), "--name", "ssh")
         fwd = json.loads(run(a.home, "forward", "0", f"{b.agent_id}:{port}", "--json").stdout)
-        out = subprocess.run(
-            [
-                ssh,
-                "-p",
-                str(fwd["local_port"]),
-                "-i",
-                str(d / "user"),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                f"UserKnownHostsFile={d / 'known'}",
-                "-o",
-                "BatchMode=yes",
-                "root@127.0.0.1",
-                "echo",
-                "through-the-overlay",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "through-the-overlay"
         opts = [
             "-i",
             str(d / "user"),
@@ -341,6 +318,22 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
             "-o",
             "BatchMode=yes",
         ]
+        out = subprocess.run(
+            [
+                ssh,
+                "-p",
+                str(fwd["local_port"]),
+                *opts,
+                "root@127.0.0.1",
+                "echo",
+                "through-the-overlay",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "through-the-overlay"
         # Copy a file with scp through the forward.
         payload = d / "payload.bin"
         payload.write_bytes(os.urandom(3 * 1024 * 1024))

@@ -11,24 +11,12 @@ from typing import Any
 
 import pytest
 from helpers import drop_session, target, wait_until
+from test_relay import ECHO, cfg, echo
 
-from swarmlink.runtime import Node, NodeConfig, Stream
+from swarmlink.runtime import Node
 from swarmlink.runtime import _punchsvc as punchsvc
 from swarmlink.runtime import _sockets as sockets
 from swarmlink.runtime import events as ev
-
-ECHO = "/test/echo/1"
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.read():
-        stream.write(data)
-        await stream.drain()
-    stream.write_eof()
-
-
-def cfg(tmp: Path, name: str, **kw: Any) -> NodeConfig:
-    return NodeConfig(home=tmp / name, listen=(("127.0.0.1", 0),), **kw)
 
 
 async def _relayed_pair(tmp_path: Path, **kw: Any) -> tuple[Node, Node, Node]:

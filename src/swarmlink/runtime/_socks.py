@@ -46,8 +46,10 @@ from ..tunnel import (
     resolve_overlay_name,
 )
 from ..wire.address import format_hostport
+from ._services import pipe
 
 if TYPE_CHECKING:
+    from ._stream import Stream
     from .node import Node
 
 __all__ = ["SOCKS_HANDSHAKE_TIMEOUT", "Socks5Proxy", "TunnelRefused"]
@@ -128,6 +130,12 @@ class Socks5Proxy:
             raise NotFound(f"no known agent has the virtual address {host}")
         return target.agent_id, target.name or port
 
+    async def _open(self, host: str, port: int) -> Stream:
+        """The tunnel stream for a proxy target (SOCKS5 or HTTP CONNECT alike)."""
+        async with asyncio.timeout(SOCKS_CONNECT_TIMEOUT):
+            agent, service = await self._target(host, port)
+            return await self.node.services.open_tunnel(agent, service)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         socks = Socks5Server()
         try:
@@ -148,9 +156,7 @@ class Socks5Proxy:
             writer.close()
             return
         try:
-            async with asyncio.timeout(SOCKS_CONNECT_TIMEOUT):
-                agent, service = await self._target(request.host, request.port)
-                stream = await self.node.services.open_tunnel(agent, service)
+            stream = await self._open(request.host, request.port)
         except (SwarmlinkError, TimeoutError) as exc:
             log.info(
                 "SOCKS5 connect refused",
@@ -167,8 +173,6 @@ class Socks5Proxy:
         early = socks.take_payload()
         if early:
             stream.write(early)
-        from ._services import pipe
-
         await pipe(stream, reader, writer)
 
     @staticmethod
@@ -205,9 +209,7 @@ class Socks5Proxy:
     ) -> None:
         """Open the tunnel for a CONNECT request and pipe (or answer 403/404/502/504)."""
         try:
-            async with asyncio.timeout(SOCKS_CONNECT_TIMEOUT):
-                agent, service = await self._target(host, port)
-                stream = await self.node.services.open_tunnel(agent, service)
+            stream = await self._open(host, port)
         except (SwarmlinkError, TimeoutError) as exc:
             reply = _reply_for(exc)
             status = {NOT_ALLOWED: 403, HOST_UNREACHABLE: 404, TTL_EXPIRED: 504}.get(reply, 502)
@@ -217,8 +219,6 @@ class Socks5Proxy:
         writer.write(connect_reply(200))
         if early:
             stream.write(early)
-        from ._services import pipe
-
         await pipe(stream, reader, writer)
 
     @staticmethod
