@@ -154,6 +154,15 @@ def up(
         str | None,
         typer.Option("--socks5", help="HOST:PORT of a SOCKS5 proxy into the overlay to serve."),
     ] = None,
+    tun: Annotated[
+        bool,
+        typer.Option(
+            "--tun",
+            help="TUN mode (root): programs reach agents at [fd5a:7761:726d:…]:PORT directly.",
+        ),
+    ] = False,
+    tun_name: Annotated[str, typer.Option("--tun-name", help="TUN interface name.")] = "swarm0",
+    tun_mtu: Annotated[int, typer.Option("--tun-mtu", help="TUN MTU (1280-65535).")] = 65535,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -202,6 +211,14 @@ def up(
             socks5_at = parse_hostport(socks5)
         except InvalidArgument as exc:
             raise typer.BadParameter(str(exc), param_hint="--socks5") from None
+    tun_config = None
+    if tun:
+        from ..runtime.config import TunConfig
+
+        try:
+            tun_config = TunConfig(tun_name, tun_mtu)
+        except InvalidArgument as exc:
+            raise typer.BadParameter(str(exc), param_hint="--tun-name/--tun-mtu") from None
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
@@ -220,6 +237,7 @@ def up(
             punch_transports=transports,
             socks5=socks5_at,
             relay_limits=limits,
+            tun=tun_config,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
@@ -236,6 +254,7 @@ def up(
             punch_transports=punch_transport or (),
             socks5=socks5,
             relay_limits=relay_limit or (),
+            tun=tun_config,
         )
     )
     if json_out:
@@ -296,9 +315,21 @@ def status(json_out: Json = False) -> None:
             f"reachability {st.reachability}",
         ),
         ("relays", ", ".join(short(r) for r in st.relays) or "none"),
+        ("TUN", _tun_line(st)),
     ):
         table.add_row(f"[bold]{name}[/bold]", value)
     console.print(table)
+
+
+def _tun_line(st: Any) -> str:
+    if st.tun is None:
+        return "off (up --tun)"
+    c = st.tun_counters or {}
+    return (
+        f"{st.tun} mtu {st.tun_mtu}: {c.get('packets_out', 0)} packets out, "
+        f"{c.get('packets_in', 0)} in, {c.get('refused', 0)} refused, "
+        f"{c.get('unreachable', 0)} unreachable, {c.get('dropped', 0)} dropped"
+    )
 
 
 @app.command("id")

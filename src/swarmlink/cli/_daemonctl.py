@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import NodeNotRunning, SwarmlinkError
-from ..runtime.config import DEFAULT_PORT, parse_hostport
+from ..runtime.config import DEFAULT_PORT, TunConfig, parse_hostport
 from ..runtime.model import NodeStatus
 from ..wire.address import format_hostport
 
@@ -78,6 +78,7 @@ async def start_background(
     punch_transports: Sequence[str] = (),
     socks5: str | None = None,
     relay_limits: Sequence[str] = (),
+    tun: TunConfig | None = None,
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -104,6 +105,8 @@ async def start_background(
         args += ["--socks5", socks5]
     for text in relay_limits:
         args += ["--relay-limit", text]
+    if tun is not None:
+        args += ["--tun", "--tun-name", tun.name, "--tun-mtu", str(tun.mtu)]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

@@ -6,7 +6,14 @@ import argparse
 from collections.abc import Sequence
 
 from ..errors import InvalidArgument
-from ..runtime.config import DEFAULT_PORT, parse_hostport, resolve_home
+from ..runtime.config import (
+    DEFAULT_PORT,
+    DEFAULT_TUN_MTU,
+    DEFAULT_TUN_NAME,
+    TunConfig,
+    parse_hostport,
+    resolve_home,
+)
 from ._run import (
     LOG_LEVELS,
     DaemonConfig,
@@ -97,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve a SOCKS5 proxy into the overlay (AGENT.swarm:PORT, NAME.AGENT.swarm, …)",
     )
+    parser.add_argument(
+        "--tun",
+        action="store_true",
+        help="TUN mode (root): the virtual address on a kernel interface, so programs "
+        "reach agents at [fd5a:7761:726d:…]:PORT",
+    )
+    parser.add_argument(
+        "--tun-name", default=DEFAULT_TUN_NAME, help="TUN interface name (default %(default)s)"
+    )
+    parser.add_argument(
+        "--tun-mtu", type=int, default=DEFAULT_TUN_MTU, help="TUN MTU (default %(default)s)"
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -115,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         relays = parse_bootstrap_peers(args.relay_via)
         socks5 = parse_hostport(args.socks5) if args.socks5 else None
         relay_limits = parse_relay_limits(args.relay_limit)
+        tun = TunConfig(args.tun_name, args.tun_mtu) if args.tun else None
     except InvalidArgument as exc:
         parser.error(str(exc))
     config = DaemonConfig(
@@ -130,5 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         punch_transports=tuple(args.punch_transport) or ("tcp", "quic"),
         socks5=socks5,
         relay_limits=relay_limits,
+        tun=tun,
     )
     return run_daemon(config)

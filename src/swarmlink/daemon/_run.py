@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, LocalError, SwarmlinkError
 from ..nat import RelayLimits
+from ..runtime.config import TunConfig
 from ._server import PID_FILE_NAME, SOCKET_NAME, check_no_daemon, serve
 
 __all__ = [
@@ -67,6 +68,8 @@ class DaemonConfig:
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
     #: Serve a SOCKS5 proxy into the overlay on (host, port).
     socks5: tuple[str, int] | None = None
+    #: TUN mode (root): interface name and MTU (None: off).
+    tun: TunConfig | None = None
 
 
 def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
@@ -235,6 +238,7 @@ async def _run(config: DaemonConfig) -> int:
                 "relays": list(config.relays),
                 "hole_punching": config.hole_punching,
                 "punch_transports": list(config.punch_transports),
+                "tun": config.tun.name if config.tun is not None else None,
             },
         )
         node = await Node.start(
@@ -250,6 +254,7 @@ async def _run(config: DaemonConfig) -> int:
                 punch_transports=config.punch_transports,
                 socks5=config.socks5,
                 relay_limits=config.relay_limits,
+                tun=config.tun,
             )
         )
         _release_startup_memory()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -46,6 +47,9 @@ def node_status(node: Node) -> NodeStatus:
         nat_filtering=str(classify_filtering(str(nat.mapping), node.nat.state)),
         reachability=str(node.nat.state),
         relays=tuple(node.relay.reservations),
+        tun=node.tun.name if node.tun is not None else None,
+        tun_mtu=node.tun.config.mtu if node.tun is not None else 0,
+        tun_counters=dataclasses.asdict(node.tun.counters) if node.tun is not None else None,
     )
 
 

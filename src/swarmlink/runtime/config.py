@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..identity import validate_agent_id
 from ..nat import RelayLimits
+from ..tunnel._ipfilter import MAX_PACKET
 from ..wire.address import parse_hostport
 
 __all__ = [
     "DEFAULT_HOME",
     "DEFAULT_PORT",
+    "DEFAULT_TUN_MTU",
+    "DEFAULT_TUN_NAME",
     "NodeConfig",
+    "TunConfig",
     "parse_hostport",
     "parse_target",
     "resolve_home",
@@ -31,6 +36,30 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     if home is None or str(home) == "":
         home = os.environ.get("SWARMLINK_HOME") or DEFAULT_HOME
     return Path(home).expanduser().absolute()
+
+
+#: TUN interface ``up --tun`` creates unless told otherwise.
+DEFAULT_TUN_NAME = "swarm0"
+#: TUN MTU: as large as a TUN allows; every packet costs a read, a frame and a write,
+#: so bigger packets mean fewer of them (TCP's MSS follows the MTU).
+DEFAULT_TUN_MTU = MAX_PACKET
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+@dataclass(frozen=True)
+class TunConfig:
+    """``up --tun``: the interface name and MTU."""
+
+    name: str = DEFAULT_TUN_NAME
+    mtu: int = DEFAULT_TUN_MTU
+
+    def __post_init__(self) -> None:
+        if not _IFNAME.match(self.name):
+            raise InvalidArgument(
+                f"bad TUN interface name {self.name!r}: 1-15 of A-Z a-z 0-9 _ . -"
+            )
+        if not 1280 <= self.mtu <= MAX_PACKET:
+            raise InvalidArgument(f"TUN MTU must be 1280..{MAX_PACKET} (IPv6), not {self.mtu}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,8 @@ class NodeConfig:
     punch_transports: tuple[str, ...] = ("tcp", "quic")
     #: Serve a SOCKS5 proxy into the overlay on this (host, port) (None: no proxy).
     socks5: tuple[str, int] | None = None
+    #: TUN mode (root): the virtual address on a kernel interface (None: off).
+    tun: TunConfig | None = None
 
 
 def parse_target(target: str) -> tuple[str, str, int]:

@@ -77,6 +77,10 @@ class NodeStatus(JsonModel):
     nat_filtering: str = "unknown"  # none, endpoint-independent, address-and-port-dependent
     reachability: str = "unknown"  # public / private (from peers' dial-backs)
     relays: tuple[str, ...] = ()  # relays holding a reservation for us
+    tun: str | None = None  # TUN interface (up --tun), None when off
+    tun_mtu: int = 0
+    # packets_out/in, bytes_out/in, dropped, refused, unreachable (see runtime/_tun.py)
+    tun_counters: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from ._sockets import REUSE_PORT, check_port_free
 from ._stream import Stream
 from ._subscription import CLOSED, EventSubscription
 from ._trustsvc import TrustService
+from ._tun import TunService
 from .config import NodeConfig, parse_hostport, parse_target
 from .model import (
     BenchResult,
@@ -141,6 +142,7 @@ class Node:
         self.relay = RelayService(self)
         self.punch = PunchService(self)
         self._mdns: MdnsDiscovery | None = None
+        self.tun: TunService | None = None  # up --tun
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -157,6 +159,9 @@ class Node:
             node.relay.start_reservations()
             if config.mdns:
                 await node._start_mdns()
+            if config.tun is not None:
+                node.tun = TunService(node, config.tun)
+                node.tun.start()
         except BaseException:
             await node.close()
             raise
@@ -216,6 +221,8 @@ class Node:
         for server in self._servers:
             server.close()
         self.punch.close()
+        if self.tun is not None:
+            self.tun.close()
         if self._mdns is not None:
             await self._mdns.close()
         await self.services.stop()

@@ -4,7 +4,8 @@
 CONNECT only), one :class:`Socks5Server` per client connection. ``_names``: what a SOCKS
 target means in the overlay (``AGENT_ID.swarm``, ``NAME.AGENT_ID.swarm``, ``NAME.swarm``,
 virtual addresses), :func:`resolve_overlay_name`. ``_httpconnect``: HTTP CONNECT on the
-same proxy port. ``_ipfilter``: which IPv6 packets TUN mode may deliver. The asyncio glue
+same proxy port. ``_ipfilter``: which IPv6 packets TUN mode may deliver; ``_packets``: their stream
+framing and the RST / ICMPv6 refusals. The asyncio glue
 lives in ``runtime/``.
 """
 
@@ -26,6 +27,18 @@ from ._names import (
     OverlayKind,
     OverlayTarget,
     resolve_overlay_name,
+)
+from ._packets import (
+    ICMP_ADDRESS_UNREACHABLE,
+    ICMP_ADMIN_PROHIBITED,
+    ICMP_NO_ROUTE,
+    ICMP_PORT_UNREACHABLE,
+    MIN_PACKET,
+    PacketDecoder,
+    encode_packet,
+    icmp6_unreachable,
+    refusal_for,
+    tcp_reset,
 )
 from ._socks5 import (
     ADDRESS_TYPE_NOT_SUPPORTED,
@@ -70,6 +83,10 @@ __all__ = [
     "FLOW_TTL",
     "GENERAL_FAILURE",
     "HOST_UNREACHABLE",
+    "ICMP_ADDRESS_UNREACHABLE",
+    "ICMP_ADMIN_PROHIBITED",
+    "ICMP_NO_ROUTE",
+    "ICMP_PORT_UNREACHABLE",
     "MAX_CONNECT_HEAD",
     "MAX_DOMAIN_LENGTH",
     "MAX_EARLY_DATA",
@@ -79,6 +96,7 @@ __all__ = [
     "MAX_PACKET",
     "METHOD_NO_ACCEPTABLE",
     "METHOD_NO_AUTH",
+    "MIN_PACKET",
     "NETWORK_UNREACHABLE",
     "NOT_ALLOWED",
     "OVERLAY_DOMAIN",
@@ -90,6 +108,7 @@ __all__ = [
     "OverlayKind",
     "OverlayTarget",
     "Packet",
+    "PacketDecoder",
     "PacketFilter",
     "ProtocolError",
     "Socks5Event",
@@ -97,7 +116,11 @@ __all__ = [
     "Socks5State",
     "Verdict",
     "connect_reply",
+    "encode_packet",
+    "icmp6_unreachable",
     "parse_connect",
     "parse_packet",
+    "refusal_for",
     "resolve_overlay_name",
+    "tcp_reset",
 ]

@@ -6,8 +6,9 @@ session. Nothing is reachable unless exposed, so a receiver delivers a packet on
 
 - its source is the **sender's own** virtual address (no spoofing: the session proves
   who sent it) and its destination is ours;
-- it is TCP or UDP to a port **exposed to that sender** — or a reply in a flow *we*
-  opened to it (tracked from our outbound packets, like a stateful firewall);
+- it is TCP to a port **exposed to that sender**, or TCP/UDP in a flow already
+  admitted: one *we* opened to it (tracked from our outbound packets, like a stateful
+  firewall) or one it opened to an exposed port (later packets skip the lookup);
 - or ICMPv6 (errors, echo): needed for path MTU and ping, carries no service.
 
 Limits on untrusted input are named below; anything malformed is dropped with a reason.
@@ -104,11 +105,7 @@ class PacketFilter:
         if packet.src != self.own:
             return None
         if packet.proto in (TCP, UDP):
-            key = (packet.proto, packet.src_port, packet.dst, packet.dst_port)
-            self._flows[key] = now
-            self._flows.move_to_end(key)
-            while len(self._flows) > MAX_FLOWS:
-                self._flows.popitem(last=False)
+            self._touch((packet.proto, packet.src_port, packet.dst, packet.dst_port), now)
         return packet
 
     def inbound(self, data: bytes, sender: ipaddress.IPv6Address, now: float) -> Verdict:
@@ -123,9 +120,23 @@ class PacketFilter:
             return Verdict(False, "not addressed to us")
         if packet.proto == ICMPV6:
             return Verdict(True)
-        if self._exposed_to(sender, packet.proto, packet.dst_port):
-            return Verdict(True)
-        seen = self._flows.get((packet.proto, packet.dst_port, sender, packet.src_port))
+        key = (packet.proto, packet.dst_port, sender, packet.src_port)
+        seen = self._flows.get(key)
         if seen is not None and now - seen <= FLOW_TTL:
+            self._touch(key, now)
+            return Verdict(True)
+        if self._exposed_to(sender, packet.proto, packet.dst_port):
+            self._touch(key, now)  # the rest of this flow skips the exposure lookup
             return Verdict(True)
         return Verdict(False, f"port {packet.dst_port} is not exposed to this agent")
+
+    def _touch(self, key: tuple[int, int, ipaddress.IPv6Address, int], now: float) -> None:
+        self._flows[key] = now
+        self._flows.move_to_end(key)
+        while len(self._flows) > MAX_FLOWS:
+            self._flows.popitem(last=False)
+
+    def forget(self, peer: ipaddress.IPv6Address) -> None:
+        """Drop every flow with ``peer`` (its trust or exposure was withdrawn)."""
+        for key in [k for k in self._flows if k[2] == peer]:
+            del self._flows[key]
