@@ -60,7 +60,7 @@ def test_replies_in_flows_we_opened_get_in_until_the_flow_expires() -> None:
     assert f.outbound(packet(ME, OTHER, 6, 50000, 443), 10.0) is not None
     assert f.inbound(reply, OTHER, 11.0).deliver
     assert not f.inbound(packet(OTHER, ME, 6, 444, 50000), OTHER, 11.0).deliver  # other port
-    assert not f.inbound(reply, OTHER, 10.0 + FLOW_TTL + 1).deliver
+    assert not f.inbound(reply, OTHER, 11.0 + FLOW_TTL + 1).deliver  # replies refresh it
 
 
 def test_outbound_needs_our_source_and_flows_are_bounded() -> None:
