@@ -210,13 +210,14 @@ class TunService:
         self.node = node
         self.config = config
         self.own = node.identity.virtual_address
+        self._own_packed = self.own.packed
         self.filter = PacketFilter(self.own, self._exposed_to)
         self.counters = TunCounters()
         self.name = ""
         self._fd = -1
         self._loop = asyncio.get_running_loop()
         self._links: dict[str, _Link] = {}
-        self._agents: dict[ipaddress.IPv6Address, str] = {}
+        self._agents: dict[bytes, str] = {}  # packed virtual address → agent
         self._agents_built = -_AGENT_MAP_REFRESH
         self._refused: dict[str, tuple[float, int]] = {}
 
@@ -245,14 +246,14 @@ class TunService:
 
     # ---- who is where ---------------------------------------------------------------------
 
-    def _agent_at(self, address: ipaddress.IPv6Address, now: float) -> str | None:
+    def _agent_at(self, address: bytes, now: float) -> str | None:
         agent = self._agents.get(address)
         if agent is None and now - self._agents_built >= _AGENT_MAP_REFRESH:
             self._agents_built = now
             node = self.node
             known = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
             known |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
-            self._agents = {virtual_address(a): a for a in known}
+            self._agents = {virtual_address(a).packed: a for a in known}
             agent = self._agents.get(address)
         return agent
 
@@ -261,7 +262,7 @@ class TunService:
         trusted agent, and only trusted agents open this stream)."""
         if proto != TCP:
             return False
-        agent = self._agents.get(sender)
+        agent = self._agents.get(sender.packed)
         found = self.node.services._find_exposure(port)
         return agent is not None and found is not None and (not found[1] or agent in found[1])
 
@@ -277,10 +278,10 @@ class TunService:
             except OSError as exc:
                 log.warning("TUN read failed", extra={"error": str(exc)})
                 return
-            packet = self.filter.outbound(data, now)
-            if packet is None:
+            dst = self.filter.outbound(data, now)
+            if dst is None:
                 continue  # not from our address (link-local chatter) or not IPv6
-            agent = self._agent_at(packet.dst, now)
+            agent = self._agent_at(dst, now)
             if agent is None:
                 self._unreachable(data, ICMP_ADDRESS_UNREACHABLE)
                 continue
@@ -340,7 +341,7 @@ class TunService:
             return
         link.stream = link.stream or stream
         link.opened = self._loop.time()
-        self._agents[virtual_address(agent)] = agent
+        self._agents[virtual_address(agent).packed] = agent
         link.pumping = True
         self.node.spawn(self._pump(agent, link), name="tun-pump")
         # The peer never writes on our stream: a read ends only when it refuses or resets.
@@ -400,13 +401,14 @@ class TunService:
 
     async def _serve(self, stream: Stream) -> None:
         peer = stream.peer
-        sender = virtual_address(peer)
+        address = virtual_address(peer)
+        sender = address.packed
         self._agents[sender] = peer
         decoder = PacketDecoder()
         while data := await stream.read():
             if not self.node.trust.is_trusted(peer):  # revoked while the stream was open
                 stream.reset(ErrorCode.NOT_TRUSTED, "not trusted any more")
-                self.filter.forget(sender)
+                self.filter.forget(address)
                 return
             try:
                 packets = decoder.feed(data)
@@ -424,7 +426,7 @@ class TunService:
                 self.counters.refused += 1
                 log.debug("TUN: refused a packet", extra={"peer": peer, "why": verdict.reason})
                 reply = refusal_for(packet)
-                if reply is not None and reply[8:40] == self.own.packed + sender.packed:
+                if reply is not None and reply[8:40] == self._own_packed + sender:
                     self._transmit(peer, reply)
 
     def _deliver(self, packet: bytes) -> None:

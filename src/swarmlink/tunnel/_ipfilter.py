@@ -57,28 +57,41 @@ class Verdict:
     reason: str = ""
 
 
-def parse_packet(data: bytes) -> Packet:
-    """The fields the filter needs; ValueError for anything it cannot vouch for."""
-    if len(data) < _IPV6_HEADER or len(data) > MAX_PACKET:
-        raise ValueError(f"packet of {len(data)} bytes")
+def _fields(data: bytes) -> tuple[int, bytes, bytes, int, int]:
+    """(next header, source, destination, source port, destination port) of a packet;
+    addresses as 16 bytes (fast path: no address objects per packet)."""
+    size = len(data)
+    if size < _IPV6_HEADER or size > MAX_PACKET:
+        raise ValueError(f"packet of {size} bytes")
     if data[0] >> 4 != 6:
         raise ValueError("not IPv6")
-    payload = int.from_bytes(data[4:6], "big")
-    if _IPV6_HEADER + payload != len(data):
+    payload = (data[4] << 8) | data[5]
+    if _IPV6_HEADER + payload != size:
         raise ValueError("payload length does not match the packet")
     proto = data[6]
-    src = ipaddress.IPv6Address(data[8:24])
-    dst = ipaddress.IPv6Address(data[24:40])
     if proto in (TCP, UDP):
         if payload < (20 if proto == TCP else 8):
             raise ValueError("truncated transport header")
-        ports = data[_IPV6_HEADER : _IPV6_HEADER + 4]
-        return Packet(
-            src, dst, proto, int.from_bytes(ports[:2], "big"), int.from_bytes(ports[2:], "big")
+        return (
+            proto,
+            data[8:24],
+            data[24:40],
+            (data[40] << 8) | data[41],
+            (data[42] << 8) | data[43],
         )
     if proto == ICMPV6:
-        return Packet(src, dst, proto, 0, 0)
+        return proto, data[8:24], data[24:40], 0, 0
     raise ValueError(f"next header {proto} not carried (extension headers are not)")
+
+
+def parse_packet(data: bytes) -> Packet:
+    """The fields the filter needs; ValueError for anything it cannot vouch for."""
+    proto, src, dst, sport, dport = _fields(data)
+    return Packet(ipaddress.IPv6Address(src), ipaddress.IPv6Address(dst), proto, sport, dport)
+
+
+_DELIVER = Verdict(True)
+_FlowKey = tuple[int, int, bytes, int]  # (proto, our port, their address, their port)
 
 
 class PacketFilter:
@@ -92,51 +105,56 @@ class PacketFilter:
     ) -> None:
         """``exposed_to(peer address, proto, port)``: may that peer reach that port?"""
         self.own = own
+        self._own = own.packed
         self._exposed_to = exposed_to
-        self._flows: OrderedDict[tuple[int, int, ipaddress.IPv6Address, int], float] = OrderedDict()
+        self._flows: OrderedDict[_FlowKey, float] = OrderedDict()
 
-    def outbound(self, data: bytes, now: float) -> Packet | None:
-        """A packet from our TUN: the parsed packet to send to ``dst``'s agent, or None
-        (not ours to send: wrong source, malformed)."""
+    def outbound(self, data: bytes, now: float) -> bytes | None:
+        """A packet from our TUN: its destination address (16 bytes) to send it to that
+        agent, or None (not ours to send: wrong source, malformed)."""
         try:
-            packet = parse_packet(data)
+            proto, src, dst, sport, dport = _fields(data)
         except ValueError:
             return None
-        if packet.src != self.own:
+        if src != self._own:
             return None
-        if packet.proto in (TCP, UDP):
-            self._touch((packet.proto, packet.src_port, packet.dst, packet.dst_port), now)
-        return packet
+        if proto != ICMPV6:
+            self._touch((proto, sport, dst, dport), now)
+        return dst
 
-    def inbound(self, data: bytes, sender: ipaddress.IPv6Address, now: float) -> Verdict:
+    def inbound(self, data: bytes, sender: ipaddress.IPv6Address | bytes, now: float) -> Verdict:
         """A packet that the peer whose virtual address is ``sender`` sent us."""
+        peer = sender if isinstance(sender, bytes) else sender.packed
         try:
-            packet = parse_packet(data)
+            proto, src, dst, sport, dport = _fields(data)
         except ValueError as exc:
             return Verdict(False, f"malformed: {exc}")
-        if packet.src != sender:
+        if src != peer:
             return Verdict(False, "source is not the sending agent's address")
-        if packet.dst != self.own:
+        if dst != self._own:
             return Verdict(False, "not addressed to us")
-        if packet.proto == ICMPV6:
-            return Verdict(True)
-        key = (packet.proto, packet.dst_port, sender, packet.src_port)
+        if proto == ICMPV6:
+            return _DELIVER
+        key = (proto, dport, peer, sport)
         seen = self._flows.get(key)
         if seen is not None and now - seen <= FLOW_TTL:
             self._touch(key, now)
-            return Verdict(True)
-        if self._exposed_to(sender, packet.proto, packet.dst_port):
+            return _DELIVER
+        if self._exposed_to(ipaddress.IPv6Address(peer), proto, dport):
             self._touch(key, now)  # the rest of this flow skips the exposure lookup
-            return Verdict(True)
-        return Verdict(False, f"port {packet.dst_port} is not exposed to this agent")
+            return _DELIVER
+        return Verdict(False, f"port {dport} is not exposed to this agent")
 
-    def _touch(self, key: tuple[int, int, ipaddress.IPv6Address, int], now: float) -> None:
-        self._flows[key] = now
-        self._flows.move_to_end(key)
-        while len(self._flows) > MAX_FLOWS:
-            self._flows.popitem(last=False)
+    def _touch(self, key: _FlowKey, now: float) -> None:
+        flows = self._flows
+        if key in flows:
+            flows.move_to_end(key)
+        flows[key] = now
+        if len(flows) > MAX_FLOWS:
+            flows.popitem(last=False)
 
     def forget(self, peer: ipaddress.IPv6Address) -> None:
         """Drop every flow with ``peer`` (its trust or exposure was withdrawn)."""
-        for key in [k for k in self._flows if k[2] == peer]:
+        packed = peer.packed
+        for key in [k for k in self._flows if k[2] == packed]:
             del self._flows[key]

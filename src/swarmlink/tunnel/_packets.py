@@ -77,19 +77,21 @@ class PacketDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buffer
-        buf += data
+        if buf:  # finish the packet held, then go on in ``data`` itself
+            buf += data
+            data, buf = bytes(buf), bytearray()
         out: list[bytes] = []
-        pos, end = 0, len(buf)
+        pos, end = 0, len(data)
         while end - pos >= 2:
-            size = (buf[pos] << 8) | buf[pos + 1]
+            size = (data[pos] << 8) | data[pos + 1]
             if size < MIN_PACKET:  # MAX_PACKET is 65535: two bytes cannot exceed it
+                self._buffer = bytearray()
                 raise ValueError(f"packet length {size} is below {MIN_PACKET}")
             if end - pos - 2 < size:
                 break
-            out.append(bytes(buf[pos + 2 : pos + 2 + size]))
+            out.append(data[pos + 2 : pos + 2 + size])
             pos += 2 + size
-        if pos:
-            del buf[:pos]
+        self._buffer = bytearray(data[pos:]) if pos < end else buf
         return out
 
 
