@@ -44,6 +44,9 @@ def invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
         (("forward", "abc", f"{AGENT}:80"), "local port"),
         (("forward", "9000", f"{AGENT}:0"), "remote port"),
         (("expose", "70000"), "65535"),
+        (("expose", "80", "--allow", AGENT, "--allow-trusted"), "not both"),
+        (("up", "--tun", "--tun-name", "much-too-long-name"), "interface name"),
+        (("up", "--tun", "--tun-mtu", "1000"), "MTU"),
         (("up", "--listen", "nonsense:port"), "port"),
         (("up", "--log-level", "loud"), "log-level"),
         (("ping", AGENT, "-c", "0"), "count"),
@@ -120,7 +123,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     for sub in ("add", "list", "remove"):
         assert sub in output
     code, output = invoke(tmp_path, "up", "--help")
-    for option in ("--bootstrap", "--advertise", "--no-mdns"):
+    for option in ("--bootstrap", "--advertise", "--no-mdns", "--tun", "--tun-mtu"):
         assert option in output
 
 

@@ -49,9 +49,18 @@ def expose(
         list[str] | None,
         typer.Option("--allow", help="Agent allowed (repeatable; default: every trusted agent)."),
     ] = None,
+    allow_trusted: Annotated[
+        bool,
+        typer.Option("--allow-trusted", help="Every trusted agent may use it (the default)."),
+    ] = False,
     json_out: Json = False,
 ) -> None:
-    """Publish a local TCP service to peers (trusted agents, or only --allow ones)."""
+    """Publish a local TCP service to peers (trusted agents, or only --allow ones).
+
+    Forwards and the SOCKS5 proxy reach it at 127.0.0.1:PORT; TUN mode at the node's
+    virtual address, so a service for TUN peers listens on [::] (or that address)."""
+    if allow and allow_trusted:
+        raise typer.BadParameter("use --allow AGENT or --allow-trusted, not both")
     allowed = [agent_arg(a) for a in allow or []]
     exp = client_call(lambda c: c.expose(port, name=name, allow=allowed))
     if json_out:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..errors import InvalidArgument
 from ..identity import virtual_address
 from ..nat import classify_filtering
 from ._punchsvc import path_name
-from .model import NodeStatus, PeerInfo
+from .model import NodeStatus, PeerInfo, PingResult
 
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["identity_info", "node_status", "peer_info", "peers"]
+__all__ = ["identity_info", "node_status", "peer_info", "peers", "ping"]
 
 
 def node_status(node: Node) -> NodeStatus:
@@ -91,3 +94,38 @@ def peers(node: Node) -> list[PeerInfo]:
     ids = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
     ids |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
     return sorted((peer_info(node, a) for a in ids), key=lambda p: (not p.connected, p.agent_id))
+
+
+async def ping(
+    node: Node,
+    agent_id: str,
+    count: int,
+    interval: float,
+    on_reply: Callable[[int, float | None], None] | None,
+    *,
+    timeout: float,
+) -> PingResult:
+    """:meth:`Node.ping`: ``count`` session PINGs, ``interval`` seconds apart."""
+    if not 1 <= count <= 10_000:
+        raise InvalidArgument("count must be between 1 and 10000")
+    if not 0 <= interval <= 60:
+        raise InvalidArgument("interval must be between 0 and 60 seconds")
+    conn = await node.connection(agent_id)
+    rtts: list[float] = []
+    for seq in range(1, count + 1):
+        rtt = await conn.ping(timeout)
+        if rtt is not None:
+            rtts.append(rtt * 1000)
+        if on_reply is not None:
+            on_reply(seq, None if rtt is None else rtt * 1000)
+        if seq < count and interval > 0:
+            await asyncio.sleep(interval)
+    return PingResult(
+        agent_id=conn.agent_id,
+        rtts_ms=tuple(rtts),
+        sent=count,
+        received=len(rtts),
+        min_ms=min(rtts) if rtts else None,
+        avg_ms=sum(rtts) / len(rtts) if rtts else None,
+        max_ms=max(rtts) if rtts else None,
+    )

@@ -746,29 +746,7 @@ class Node:
         timeout: float = 5.0,
     ) -> PingResult:
         """Session-level PING round trips (works before trust: it is keepalive traffic)."""
-        if not 1 <= count <= 10_000:
-            raise InvalidArgument("count must be between 1 and 10000")
-        if not 0 <= interval <= 60:
-            raise InvalidArgument("interval must be between 0 and 60 seconds")
-        conn = await self.connection(agent_id)
-        rtts: list[float] = []
-        for seq in range(1, count + 1):
-            rtt = await conn.ping(timeout)
-            if rtt is not None:
-                rtts.append(rtt * 1000)
-            if on_reply is not None:
-                on_reply(seq, None if rtt is None else rtt * 1000)
-            if seq < count and interval > 0:
-                await asyncio.sleep(interval)
-        return PingResult(
-            agent_id=conn.agent_id,
-            rtts_ms=tuple(rtts),
-            sent=count,
-            received=len(rtts),
-            min_ms=min(rtts) if rtts else None,
-            avg_ms=sum(rtts) / len(rtts) if rtts else None,
-            max_ms=max(rtts) if rtts else None,
-        )
+        return await _info.ping(self, agent_id, count, interval, on_reply, timeout=timeout)
 
     def status(self) -> NodeStatus:
         return _info.node_status(self)
