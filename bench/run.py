@@ -11,6 +11,10 @@ shared and noisy: ratios are the numbers to compare across runs.
                         sequential p50/p99 latency, vs. the same over a bare TLS socket
     daemon_rss          resident memory of a daemon idle and with 100 connected peers,
                         vs. a bare Python interpreter
+    http_tunnels        curl + python -m http.server through a forward and the SOCKS5 proxy,
+                        vs. the same client and server on loopback
+    http_tun            the same through two agents' TUN interfaces (root: each agent in its
+                        own network namespace), vs. the same client and server on loopback
     dht_lookup          fresh DHT lookups (resolve an agent ID to its verified record)
                         among 100 daemons on loopback, vs. a control-API round trip
 """
@@ -30,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import tun  # bench/tun.py (root: network namespaces)
 
 from swarmlink.client import Client
 from swarmlink.runtime import Node, NodeConfig, Stream
@@ -576,7 +582,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument(
         "--only",
-        choices=["tunnel", "relay", "http", "connect", "messages", "rss", "dht"],
+        choices=["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht"],
         action="append",
     )
     args = parser.parse_args()
@@ -584,7 +590,9 @@ async def main() -> None:
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
         work = Path(tmp)
-        only = set(args.only or ["tunnel", "relay", "http", "connect", "messages", "rss", "dht"])
+        only = set(
+            args.only or ["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht"]
+        )
         if "tunnel" in only:
             results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
         if "relay" in only:
@@ -593,6 +601,8 @@ async def main() -> None:
             results["http_tunnels"] = await bench_http(
                 work, (256 if big else 32) << 20, 300 if big else 50
             )
+        if "tun" in only:
+            results["http_tun"] = await tun.run(work, big)
         if "connect" in only:
             results["connect_first_byte"] = await bench_connect(work, 50 if big else 10)
         if "messages" in only:
