@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import (
@@ -47,8 +48,10 @@ class Stream:
         "_conn",
         "_eof",
         "_error",
+        "_head_pos",
         "_local_eof",
         "_read_waiter",
+        "_unread",
         "_write_waiter",
         "outbound",
         "peer",
@@ -70,7 +73,11 @@ class Stream:
         self.protocol = protocol
         self.peer = peer
         self.outbound = outbound
-        self._buffer = bytearray()
+        # Received chunks, oldest first (kept as delivered: a read of a whole chunk
+        # hands it on without a copy); ``_unread`` is their total length.
+        self._buffer: deque[bytes] = deque()
+        self._unread = 0
+        self._head_pos = 0  # bytes of the oldest chunk already read
         self._eof = False
         self._local_eof = False
         self._error: RemoteError | None = None
@@ -93,7 +100,8 @@ class Stream:
 
     def _on_data(self, data: bytes, end_stream: bool) -> None:
         if data:
-            self._buffer += data
+            self._buffer.append(data)
+            self._unread += len(data)
         if end_stream:
             self._eof = True
         self._wake_reader()
@@ -128,11 +136,40 @@ class Stream:
     @property
     def unread(self) -> int:
         """Bytes received and not read yet."""
-        return len(self._buffer)
+        return self._unread
 
     def discard_unread(self) -> None:
         """Drop received data nobody read (the session is shedding memory)."""
         self._buffer.clear()
+        self._unread = self._head_pos = 0
+
+    def _take(self, n: int) -> bytes:
+        """Remove and return the first ``n`` buffered bytes (``0 < n <= unread``)."""
+        buffer = self._buffer
+        self._unread -= n
+        pos = self._head_pos
+        head = buffer[0]
+        left = len(head) - pos
+        if n < left:  # a part of the oldest chunk (remember where the rest starts)
+            self._head_pos = pos + n
+            return head[pos : pos + n]
+        buffer.popleft()
+        self._head_pos = 0
+        first = head[pos:] if pos else head  # no copy when whole chunks are read
+        if n == left:
+            return first
+        parts = [first]
+        n -= left
+        while n:
+            head = buffer[0]
+            if len(head) <= n:
+                parts.append(buffer.popleft())
+                n -= len(head)
+            else:
+                parts.append(head[:n])
+                self._head_pos = n
+                n = 0
+        return b"".join(parts)
 
     @property
     def error(self) -> RemoteError | None:
@@ -162,12 +199,7 @@ class Stream:
         """Up to ``n`` bytes (all buffered when ``n < 0``); ``b""`` at end of stream."""
         await self._wait_readable()
         if self._buffer:
-            if n < 0 or n >= len(self._buffer):
-                data = bytes(self._buffer)
-                self._buffer.clear()
-            else:
-                data = bytes(self._buffer[:n])
-                del self._buffer[:n]
+            data = self._take(self._unread if n < 0 or n >= self._unread else n)
             self._conn.acknowledge(self.stream_id, len(data))
             return data
         if self._error is not None:
@@ -176,12 +208,12 @@ class Stream:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; :class:`ProtocolViolation` if the stream ends first."""
-        while len(self._buffer) < n:
+        while self._unread < n:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 raise ProtocolViolation(
-                    f"stream {self.protocol} ended after {len(self._buffer)} of {n} bytes",
+                    f"stream {self.protocol} ended after {self._unread} of {n} bytes",
                     ErrorCode.MALFORMED,
                 )
             self._read_waiter = asyncio.get_running_loop().create_future()
@@ -189,8 +221,9 @@ class Stream:
                 await self._read_waiter
             finally:
                 self._read_waiter = None
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        if not n:
+            return b""
+        data = self._take(n)
         self._conn.acknowledge(self.stream_id, n)
         return data
 

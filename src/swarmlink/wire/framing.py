@@ -206,18 +206,20 @@ class FrameDecoder:
         if self._error is not None:
             return [], self._error
         frames: list[RawFrame] = []
-        src = data if type(data) is bytes else bytes(data)
+        # bytes are sliced directly; any other buffer (a reused read buffer) is only
+        # viewed, and each payload copied out of it once: nothing here keeps the view.
+        copy = type(data) is not bytes
+        src: bytes | memoryview = memoryview(data).cast("B") if copy else data  # type: ignore[assignment]
         end = len(src)
         pos = 0
         buf = self._buf
         if buf:
             # Complete the pending frame with as few bytes of ``src`` as it needs, so the
             # rest of ``src`` is sliced directly (one copy per payload byte, not two).
-            view = memoryview(src)
             have = len(buf)
             if have < HEADER_SIZE:
                 pos = min(HEADER_SIZE - have, end)
-                buf += view[:pos]
+                buf += src[:pos]
                 if len(buf) < HEADER_SIZE:
                     return frames, None
             length, ftype, flags, sid = _unpack_from(buf, 0)
@@ -226,8 +228,7 @@ class FrameDecoder:
                 return frames, self._fail(error)
             need = HEADER_SIZE + length - len(buf)
             take = min(need, end - pos)
-            buf += view[pos : pos + take]
-            view.release()
+            buf += src[pos : pos + take]
             pos += take
             if take < need:
                 return frames, None
@@ -246,7 +247,10 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 break
-            append((ftype, flags, sid, src[start:stop]))
+            if copy:
+                append((ftype, flags, sid, bytes(src[start:stop])))
+            else:
+                append((ftype, flags, sid, src[start:stop]))  # type: ignore[arg-type]
             pos = stop
         if pos < end:
             buf += src[pos:]
