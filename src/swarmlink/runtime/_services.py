@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..trust import TRUST_PROTOCOL
 from . import events as ev
+from ._pipe import pipe
 from ._stream import Stream
 from .model import BenchResult, Exposure, FileReceipt, Forward
 
@@ -581,31 +582,3 @@ class Services:
             count += len(data)
         stream.write_record({"ok": True, "bytes": count})
         stream.write_eof()
-
-
-async def pipe(stream: Stream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes both ways between a stream and a TCP connection, honouring half-close."""
-
-    async def tcp_to_stream() -> None:
-        try:
-            while data := await reader.read(CHUNK):
-                stream.write(data)
-                await stream.drain()
-            stream.write_eof()
-        except (RemoteError, OSError):
-            stream.reset()
-
-    async def stream_to_tcp() -> None:
-        try:
-            while data := await stream.read():
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (RemoteError, OSError):
-            writer.transport.abort()
-
-    try:
-        await asyncio.gather(tcp_to_stream(), stream_to_tcp())
-    finally:
-        writer.close()

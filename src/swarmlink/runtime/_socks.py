@@ -46,7 +46,7 @@ from ..tunnel import (
     resolve_overlay_name,
 )
 from ..wire.address import format_hostport
-from ._services import pipe
+from ._pipe import pipe
 
 if TYPE_CHECKING:
     from ._stream import Stream
