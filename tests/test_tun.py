@@ -81,11 +81,18 @@ class Agent:
 
 
 @pytest.fixture(scope="module")
-def tunlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Agent]]:
+def lab() -> Iterator[NatLab]:
+    """One lab for the module (its names carry the process ID: one at a time)."""
+    with NatLab() as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def tunlab(lab: NatLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Agent]]:
     """Agents a, b, c in three namespaces, TUN on each; a and b trust each other, c is
     connected to b but not trusted."""
     tmp = tmp_path_factory.mktemp("tun")
-    with NatLab() as lab:
+    if True:
         agents = {n: Agent(lab.add(n, "public", pool=i), tmp / n) for i, n in enumerate("abc")}
         try:
             for agent in agents.values():
@@ -309,6 +316,60 @@ def test_refusals_come_back_at_once(
     out = a.sh(["curl", "-sS", "--max-time", "20", f"http://[{b.vaddr}]:{port}/small3.txt"])
     assert out.returncode == 0 and out.stdout == "file 3 " * 4
     assert run_json(b.home, "status")["tun_counters"]["refused"] >= 2
+
+
+def test_tun_between_two_agents_behind_symmetric_nats_found_by_id(
+    lab: NatLab, tmp_path: Path
+) -> None:
+    """Neither can be dialed nor punched: the packets ride the relayed session, and the
+    agents found each other by ID alone (DHT, relay from their records)."""
+    boot = Agent(lab.add("boot", "public", pool=0), tmp_path / "boot")
+    relay = Agent(lab.add("relay", "public", pool=1), tmp_path / "relay")
+    d = Agent(lab.add("d", "symmetric", pool=2), tmp_path / "d")
+    e = Agent(lab.add("e", "symmetric", pool=2), tmp_path / "e")
+    agents = (boot, relay, d, e)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "hello.txt").write_text("hello through the relay\n")
+    web = None
+    try:
+        out = boot.up("--listen", f"{boot.box.ip}:7420", "--relay", "--json")
+        assert out.returncode == 0, out.stderr
+        bootstrap = f"{json.loads(out.stdout)['agent_id']}@{boot.box.ip}:7420"
+        # A second public node in another network: a private verdict needs two views.
+        out = relay.up("--listen", f"{relay.box.ip}:7420", "--relay", "-b", bootstrap)
+        assert out.returncode == 0, out.stderr
+        for agent in (d, e):
+            out = agent.up("--listen", f"{agent.box.ip}:7420", "--tun", "--json", "-b", bootstrap)
+            assert out.returncode == 0, out.stderr
+            status = json.loads(out.stdout)
+            agent.agent_id, agent.vaddr = status["agent_id"], status["virtual_address"]
+        for agent in (d, e):  # each finds out it is private and reserves on the relay
+            wait_for(lambda a=agent: run_json(a.home, "status")["relays"], "a relay", 60)
+        d.cli("trust", "request", e.agent_id)  # by ID alone
+        wait_for(lambda: run_json(e.home, "trust", "pending"), "d's request at e", 60)
+        e.cli("trust", "approve", d.agent_id)
+        wait_for(lambda: run_json(d.home, "trust", "list"), "trust at d", 60)
+        web = e.popen(
+            [sys.executable, "-m", "http.server", "18100", "--bind", "::", "-d", str(served)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        e.cli("expose", "18100")
+        url = f"http://[{e.vaddr}]:18100/hello.txt"
+        got = wait_for(
+            lambda: d.sh(["curl", "-sf", "--max-time", "10", url]).stdout, "curl over TUN", 60
+        )
+        assert got == "hello through the relay\n"
+        peers = {p["agent_id"]: p for p in run_json(d.home, "peers")}
+        assert peers[e.agent_id]["path"].startswith("relayed"), peers[e.agent_id]
+    finally:
+        if web is not None:
+            web.terminate()
+            web.wait(10)
+        for agent in agents:
+            if (agent.home / "control.sock").exists():
+                agent.cli("down", check=False)
 
 
 def test_a_second_tun_in_one_namespace_is_a_clear_error(
