@@ -261,9 +261,12 @@ class PeerConnection(asyncio.Protocol, asyncio.BufferedProtocol):
         session, transport = self.session, self.transport
         if session is None or transport is None:
             return
-        data = session.data_to_send()
-        if data and not transport.is_closing():
-            transport.write(data)
+        pieces = session.data_to_send_pieces()
+        if pieces and not transport.is_closing():
+            if len(pieces) == 1:
+                transport.write(pieces[0])
+            else:
+                transport.writelines(pieces)  # TLS encrypts each piece, no join
         self._arm_timer()
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:

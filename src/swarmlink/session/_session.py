@@ -55,7 +55,11 @@ from .events import (
     StreamWritable,
 )
 
-__all__ = ["Session", "SessionState"]
+__all__ = ["JOIN_BELOW", "Session", "SessionState"]
+
+#: :meth:`Session.data_to_send_pieces` joins pieces shorter than this (bytes); longer
+#: ones (bulk DATA payloads) are passed on without a copy.
+JOIN_BELOW = 16 * 1024
 
 
 class SessionState(enum.Enum):
@@ -217,6 +221,29 @@ class Session:
         data = b"".join(out)
         out.clear()
         return data
+
+    def data_to_send_pieces(self) -> list[bytes | memoryview]:
+        """:meth:`data_to_send` as pieces to write in order (e.g. with ``writelines``):
+        runs of small pieces are joined, each piece of :data:`JOIN_BELOW` bytes or more
+        is handed out as it is (a bulk payload is not copied once more just to glue a
+        10-byte header in front of it)."""
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        pieces: list[bytes | memoryview] = []
+        small: list[bytes | memoryview] = []
+        for piece in out:
+            if len(piece) < JOIN_BELOW:
+                small.append(piece)
+                continue
+            if small:
+                pieces.append(b"".join(small) if len(small) > 1 else small[0])
+                small = []
+            pieces.append(piece)
+        if small:
+            pieces.append(b"".join(small) if len(small) > 1 else small[0])
+        return pieces
 
     def next_event(self) -> Event | None:
         """The oldest unreported event, or ``None``."""

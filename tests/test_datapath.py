@@ -1,0 +1,94 @@
+"""The bulk data path's copy-avoiding pieces: decoding out of a reused buffer, sending
+pieces without joining them, and the stream's chunked receive buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmlink.runtime._stream import Stream
+from swarmlink.session import Session
+from swarmlink.session._session import JOIN_BELOW
+from swarmlink.wire.framing import FrameDecoder, FrameType, encode_frame
+
+
+def test_frames_decoded_from_a_reused_buffer_own_their_payloads() -> None:
+    wire = encode_frame(FrameType.DATA, 0, 1, b"a" * 100) + encode_frame(
+        FrameType.DATA, 0, 1, b"b" * 100
+    )
+    buf = bytearray(len(wire))
+    view = memoryview(buf)
+    decoder = FrameDecoder()
+    buf[:] = wire
+    first, error = decoder.feed_raw(view[:150])  # one whole frame, a part of the next
+    buf[:] = bytes(len(buf))  # the buffer is reused for the next read
+    buf[: len(wire) - 150] = wire[150:]
+    second, error2 = decoder.feed_raw(view[: len(wire) - 150])
+    assert error is None and error2 is None
+    assert [f[3] for f in first + second] == [b"a" * 100, b"b" * 100]
+    assert all(type(f[3]) is bytes for f in first + second)
+
+
+def _session_pair() -> tuple[Session, Session]:
+    a, b = Session(is_client=True, now=0.0), Session(is_client=False, now=0.0)
+    b.receive_data(a.data_to_send(), 0.0)
+    a.receive_data(b.data_to_send(), 0.0)
+    return a, b
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3 * JOIN_BELOW), max_size=6))
+def test_pieces_carry_the_same_bytes_as_data_to_send(sizes: list[int]) -> None:
+    joined, pieces = _session_pair(), _session_pair()
+    for a, _ in (joined, pieces):
+        sid = a.open_stream("/x")
+        for i, size in enumerate(sizes):
+            a.send_data(sid, bytes([i % 256]) * size)
+        a.send_eof(sid)
+    out = pieces[0].data_to_send_pieces()
+    assert b"".join(out) == joined[0].data_to_send()
+    small = [len(p) < JOIN_BELOW for p in out]
+    assert not any(x and y for x, y in itertools.pairwise(small))  # runs joined
+    assert pieces[0].data_to_send_pieces() == []
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.acked = 0
+
+    def acknowledge(self, stream_id: int, n: int) -> None:
+        self.acked += n
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=8),
+    st.lists(st.integers(min_value=-1, max_value=30), min_size=1, max_size=20),
+)
+def test_stream_reads_across_chunks(chunks: list[bytes], sizes: list[int]) -> None:
+    async def run() -> None:
+        conn: Any = _Conn()
+        stream = Stream(conn, 1, "/x", "peer", outbound=False)
+        for chunk in chunks:
+            stream._on_data(chunk, False)
+        stream._on_data(b"", True)
+        expected = b"".join(chunks)
+        got = b""
+        for n in sizes:
+            if stream.at_eof():
+                break
+            if n >= 0 and n <= stream.unread and n % 2:
+                part = await stream.readexactly(n)
+                assert len(part) == n
+            else:
+                part = await stream.read(n)
+            got += part
+            assert stream.unread == len(expected) - len(got)
+        got += await stream.read()
+        assert got == expected
+        assert conn.acked == len(expected)
+        assert await stream.read() == b""
+
+    asyncio.run(run())
