@@ -33,6 +33,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import Any
 
 from ..errors import ErrorCode, InvalidArgument, ProtocolViolation
 
@@ -206,16 +207,17 @@ class FrameDecoder:
         if self._error is not None:
             return [], self._error
         frames: list[RawFrame] = []
+        append = frames.append
         # bytes are sliced directly; any other buffer (a reused read buffer) is only
         # viewed, and each payload copied out of it once: nothing here keeps the view.
         copy = type(data) is not bytes
-        src: bytes | memoryview = memoryview(data).cast("B") if copy else data  # type: ignore[assignment]
+        src: Any = memoryview(data).cast("B") if copy else data
         end = len(src)
         pos = 0
         buf = self._buf
         if buf:
             # Complete the pending frame with as few bytes of ``src`` as it needs, so the
-            # rest of ``src`` is sliced directly (one copy per payload byte, not two).
+            # rest of ``src`` is sliced directly.
             have = len(buf)
             if have < HEADER_SIZE:
                 pos = min(HEADER_SIZE - have, end)
@@ -228,15 +230,17 @@ class FrameDecoder:
                 return frames, self._fail(error)
             need = HEADER_SIZE + length - len(buf)
             take = min(need, end - pos)
-            buf += src[pos : pos + take]
-            pos += take
             if take < need:
+                buf += src[pos : pos + take]
                 return frames, None
-            del buf[:HEADER_SIZE]  # O(1): CPython moves the start of a bytearray
-            frames.append((ftype, flags, sid, bytes(buf)))
+            # One copy of the payload (appending the rest, then copying it all out, was
+            # two, and the growing buffer's reallocations cost more than both).
+            with memoryview(buf) as held:
+                payload = b"".join((held[HEADER_SIZE:], src[pos : pos + take]))
             buf.clear()
+            pos += take
+            append((ftype, flags, sid, payload))
         max_data = self._max_payload
-        append = frames.append
         while end - pos >= HEADER_SIZE:
             length, ftype, flags, sid = _unpack_from(src, pos)
             if ftype or flags > 1 or length > max_data:  # anything but a valid DATA header
@@ -247,10 +251,7 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 break
-            if copy:
-                append((ftype, flags, sid, bytes(src[start:stop])))
-            else:
-                append((ftype, flags, sid, src[start:stop]))  # type: ignore[arg-type]
+            append((ftype, flags, sid, bytes(src[start:stop]) if copy else src[start:stop]))
             pos = stop
         if pos < end:
             buf += src[pos:]
