@@ -92,3 +92,20 @@ def test_stream_reads_across_chunks(chunks: list[bytes], sizes: list[int]) -> No
         assert await stream.read() == b""
 
     asyncio.run(run())
+
+
+def test_read_chunks_hands_on_the_received_chunks() -> None:
+    async def run() -> None:
+        conn: Any = _Conn()
+        stream = Stream(conn, 1, "/x", "peer", outbound=False)
+        first, second = b"a" * 100, b"b" * 50
+        stream._on_data(first, False)
+        stream._on_data(second, False)
+        assert await stream.readexactly(10) == b"a" * 10
+        chunks = await stream.read_chunks()
+        assert chunks == [b"a" * 90, second] and chunks[1] is second  # not copied
+        assert stream.unread == 0 and conn.acked == 150
+        stream._on_data(b"", True)
+        assert await stream.read_chunks() == []
+
+    asyncio.run(run())

@@ -148,15 +148,16 @@ async def pipe(stream: Stream, reader: asyncio.StreamReader, writer: asyncio.Str
         transport.resume_reading()  # the StreamReader may have paused it
     try:
         while True:
-            data = await stream.read()
+            chunks = await stream.read_chunks()
             if tcp.lost.done():
                 break
-            if not data:
+            if not chunks:
                 tcp.outbound_done = True
                 if transport.can_write_eof():
                     transport.write_eof()
                 break
-            transport.write(data)
+            for chunk in chunks:  # one send each: no join copy
+                transport.write(chunk)
             if tcp._write_paused:
                 await tcp.writable()
         await tcp.inbound_done

@@ -206,6 +206,23 @@ class Stream:
             raise self._error
         return b""
 
+    async def read_chunks(self) -> list[bytes]:
+        """Everything buffered, as the chunks it arrived in (no copy to join them);
+        ``[]`` at end of stream. For relaying bulk data (:func:`~._pipe.pipe`)."""
+        await self._wait_readable()
+        if self._buffer:
+            chunks = list(self._buffer)
+            self._buffer.clear()
+            if self._head_pos:
+                chunks[0] = chunks[0][self._head_pos :]
+                self._head_pos = 0
+            n, self._unread = self._unread, 0
+            self._conn.acknowledge(self.stream_id, n)
+            return chunks
+        if self._error is not None:
+            raise self._error
+        return []
+
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; :class:`ProtocolViolation` if the stream ends first."""
         while self._unread < n:
