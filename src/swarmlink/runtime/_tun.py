@@ -405,13 +405,13 @@ class TunService:
         sender = address.packed
         self._agents[sender] = peer
         decoder = PacketDecoder()
-        while data := await stream.read():
+        while chunks := await stream.read_chunks():
             if not self.node.trust.is_trusted(peer):  # revoked while the stream was open
                 stream.reset(ErrorCode.NOT_TRUSTED, "not trusted any more")
                 self.filter.forget(address)
                 return
             try:
-                packets = decoder.feed(data)
+                packets = [p for chunk in chunks for p in decoder.feed(chunk)]
             except ValueError as exc:
                 stream.reset(ErrorCode.MALFORMED, str(exc)[:200])
                 return

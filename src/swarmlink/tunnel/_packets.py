@@ -63,35 +63,51 @@ class PacketDecoder:
 
     ``feed`` returns the whole packets completed so far and raises ValueError on a
     length outside :data:`MIN_PACKET`..:data:`MAX_PACKET` (the stream is then bad).
+    Pieces of an unfinished packet are kept as they came and joined once it is whole.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_have", "_need", "_pieces")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []
+        self._have = 0  # bytes in _pieces
+        self._need = 0  # length prefix + packet of the unfinished packet, 0: not known yet
 
     @property
     def pending(self) -> int:
         """Bytes of an unfinished packet held."""
-        return len(self._buffer)
+        return self._have
+
+    def _hold(self, data: bytes) -> None:
+        self._pieces.append(data)
+        self._have += len(data)
+        if not self._need and self._have >= 2:
+            head = data if len(self._pieces) == 1 else b"".join(self._pieces)[:2]
+            size = (head[0] << 8) | head[1]
+            if size < MIN_PACKET:  # MAX_PACKET is 65535: two bytes cannot exceed it
+                self._pieces, self._have = [], 0
+                raise ValueError(f"packet length {size} is below {MIN_PACKET}")
+            self._need = 2 + size
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buffer
-        if buf:  # finish the packet held, then go on in ``data`` itself
-            buf += data
-            data, buf = bytes(buf), bytearray()
         out: list[bytes] = []
+        if self._pieces:
+            self._hold(data)
+            if not self._need or self._have < self._need:
+                return out
+            data = b"".join(self._pieces)  # the held packet is whole: one copy
+            self._pieces, self._have, self._need = [], 0, 0
         pos, end = 0, len(data)
         while end - pos >= 2:
             size = (data[pos] << 8) | data[pos + 1]
-            if size < MIN_PACKET:  # MAX_PACKET is 65535: two bytes cannot exceed it
-                self._buffer = bytearray()
+            if size < MIN_PACKET:
                 raise ValueError(f"packet length {size} is below {MIN_PACKET}")
             if end - pos - 2 < size:
                 break
             out.append(data[pos + 2 : pos + 2 + size])
             pos += 2 + size
-        self._buffer = bytearray(data[pos:]) if pos < end else buf
+        if pos < end:
+            self._hold(data[pos:] if pos else data)
         return out
 
 
