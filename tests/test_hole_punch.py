@@ -178,3 +178,60 @@ async def test_quic_punch_upgrades_a_relayed_session(tmp_path: Path) -> None:
 
 def _path(a: Node, b: Node) -> str:
     return next(p.path for p in a.peers() if p.agent_id == b.agent_id)
+
+
+async def _tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _through(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    writer.write_eof()
+    got = await reader.read(-1)
+    writer.close()
+    return got
+
+
+async def test_a_forward_follows_the_path_relayed_direct_and_back(tmp_path: Path) -> None:
+    """Each connection through a forward takes the best session of the moment: direct
+    once punched, the relay while the direct path is down, direct again after the new
+    punch; the forward itself never needs to be recreated."""
+    relay, a, b = await _relayed_pair(tmp_path)
+    server = await asyncio.start_server(_tcp_echo, "127.0.0.1", 0)
+    try:
+        await a.request_trust(b.agent_id, "forward test")
+        await wait_until(lambda: b.pending_trust(), "trust request")
+        await b.approve_trust(a.agent_id)
+        await wait_until(lambda: a.trust.is_trusted(b.agent_id), "trusted")
+        port = server.sockets[0].getsockname()[1]
+        b.expose(port, name="echo")
+        fwd = await a.forward(0, b.agent_id, "echo")
+        payload = bytes(range(256)) * 2048
+        await wait_until(lambda: _path(a, b) == "direct", "direct TCP path")
+        assert await _through(fwd.local_port, payload) == payload
+        direct = a.connected(b.agent_id)
+        assert direct is not None and direct.via is None
+        # An open connection on the direct session while that session dies: it ends (its
+        # stream is reset), and the next connection goes over the relay at once.
+        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.local_port)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        direct.close()
+        await wait_until(lambda: a.connected(b.agent_id) is not direct, "direct gone")
+        assert await asyncio.wait_for(reader.read(-1), 10) == b""
+        writer.close()
+        if (now := a.connected(b.agent_id)) is not None and now.via is not None:
+            assert await _through(fwd.local_port, b"over the relay") == b"over the relay"
+        await wait_until(
+            lambda: _path(a, b) == "direct",
+            "direct again after a new punch",
+            punchsvc.REPUNCH_DELAYS[0] + 15,
+        )
+        assert await _through(fwd.local_port, payload) == payload
+    finally:
+        server.close()
+        await asyncio.gather(a.close(), b.close(), relay.close())
