@@ -20,7 +20,7 @@ from .model import NodeStatus, PeerInfo, PingResult
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["identity_info", "node_status", "peer_info", "peers", "ping"]
+__all__ = ["identity_info", "known_agents", "node_status", "peer_info", "peers", "ping"]
 
 
 def node_status(node: Node) -> NodeStatus:
@@ -54,6 +54,14 @@ def node_status(node: Node) -> NodeStatus:
         tun_mtu=node.tun.config.mtu if node.tun is not None else 0,
         tun_counters=dataclasses.asdict(node.tun.counters) if node.tun is not None else None,
     )
+
+
+def known_agents(node: Node) -> set[str]:
+    """Agents this node knows: connected, trusted, or remembered in the peer table (whose
+    virtual addresses it can map back to them)."""
+    known = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
+    known |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
+    return known
 
 
 def identity_info(node: Node) -> dict[str, Any]:

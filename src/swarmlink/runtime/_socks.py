@@ -46,6 +46,7 @@ from ..tunnel import (
     resolve_overlay_name,
 )
 from ..wire.address import format_hostport
+from ._info import known_agents
 from ._pipe import pipe
 
 if TYPE_CHECKING:
@@ -109,10 +110,7 @@ class Socks5Proxy:
 
     def _agent_at(self, address: ipaddress.IPv6Address) -> str | None:
         """The known agent whose virtual address this is."""
-        node = self.node
-        known = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
-        known |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
-        for agent in known:
+        for agent in known_agents(self.node):
             if virtual_address(agent) == address:
                 return agent
         return None

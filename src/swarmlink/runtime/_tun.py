@@ -45,6 +45,7 @@ from ..tunnel import (
     refusal_for,
 )
 from ..tunnel._ipfilter import TCP
+from ._info import known_agents
 from .config import TunConfig
 
 if TYPE_CHECKING:
@@ -250,9 +251,7 @@ class TunService:
         agent = self._agents.get(address)
         if agent is None and now - self._agents_built >= _AGENT_MAP_REFRESH:
             self._agents_built = now
-            node = self.node
-            known = set(node._conns) | {p.agent_id for p in node.trust.trusted()}
-            known |= {r[0] for r in node.db.query("SELECT agent_id FROM peers")}
+            known = known_agents(self.node)
             self._agents = {virtual_address(a).packed: a for a in known}
             agent = self._agents.get(address)
         return agent
