@@ -159,7 +159,7 @@ class FrameDecoder:
     call reports the same :class:`ProtocolViolation`.
     """
 
-    __slots__ = ("_buf", "_error", "_max_control", "_max_payload")
+    __slots__ = ("_buf", "_error", "_have", "_max_control", "_max_payload")
 
     def __init__(
         self,
@@ -174,13 +174,14 @@ class FrameDecoder:
                 raise InvalidArgument(f"{name} must be an integer in 0..2**32-1, not {value!r}")
         self._max_payload = max_payload
         self._max_control = max_control_payload
-        self._buf = bytearray()
+        self._buf = bytearray()  # storage of the pending (incomplete) frame
+        self._have = 0  # ... and how much of it is filled
         self._error: ProtocolViolation | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
-        return len(self._buf)
+        return self._have
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """The frames completed by ``data``; raises :class:`ProtocolViolation` on bad input.
@@ -214,30 +215,28 @@ class FrameDecoder:
         src: Any = memoryview(data).cast("B") if copy else data
         end = len(src)
         pos = 0
-        buf = self._buf
-        if buf:
+        have = self._have
+        if have:
             # Complete the pending frame with as few bytes of ``src`` as it needs, so the
             # rest of ``src`` is sliced directly.
-            have = len(buf)
             if have < HEADER_SIZE:
                 pos = min(HEADER_SIZE - have, end)
-                buf += src[:pos]
-                if len(buf) < HEADER_SIZE:
+                have = self._stash(src[:pos])
+                if have < HEADER_SIZE:
                     return frames, None
-            length, ftype, flags, sid = _unpack_from(buf, 0)
+            length, ftype, flags, sid = _unpack_from(self._buf, 0)
             error = self._check(length, ftype, flags)
             if error is not None:
                 return frames, self._fail(error)
-            need = HEADER_SIZE + length - len(buf)
+            need = HEADER_SIZE + length - have
             take = min(need, end - pos)
             if take < need:
-                buf += src[pos : pos + take]
+                self._stash(src[pos : pos + take])
                 return frames, None
-            # One copy of the payload (appending the rest, then copying it all out, was
-            # two, and the growing buffer's reallocations cost more than both).
-            with memoryview(buf) as held:
-                payload = b"".join((held[HEADER_SIZE:], src[pos : pos + take]))
-            buf.clear()
+            # One copy of the payload: the buffered part and the rest joined.
+            with memoryview(self._buf) as held:
+                payload = b"".join((held[HEADER_SIZE:have], src[pos : pos + take]))
+            self._have = 0
             pos += take
             append((ftype, flags, sid, payload))
         max_data = self._max_payload
@@ -254,8 +253,27 @@ class FrameDecoder:
             append((ftype, flags, sid, bytes(src[start:stop]) if copy else src[start:stop]))
             pos = stop
         if pos < end:
-            buf += src[pos:]
+            self._stash(src[pos:])
         return frames, None
+
+    def _stash(self, chunk: Any) -> int:
+        """Append ``chunk`` to the pending frame; the new pending length.
+
+        The storage is kept from frame to frame and grows by doubling (up to a whole
+        frame), so a connection carrying bulk data stops allocating for it: freeing and
+        reallocating a few hundred KiB per frame made glibc hand pages back and fault
+        them in again (page faults were most of the receiving daemon's kernel time).
+        """
+        have = self._have
+        n = have + len(chunk)
+        buf = self._buf
+        if n > len(buf):
+            grown = bytearray(max(n, min(2 * len(buf), HEADER_SIZE + self._max_payload)))
+            grown[:have] = buf[:have]
+            self._buf = buf = grown
+        buf[have:n] = chunk
+        self._have = n
+        return n
 
     def _check(self, length: int, ftype: int, flags: int) -> ProtocolViolation | None:
         if ftype >= _NTYPES:
@@ -275,5 +293,6 @@ class FrameDecoder:
 
     def _fail(self, error: ProtocolViolation) -> ProtocolViolation:
         self._error = error
-        self._buf.clear()
+        self._have = 0
+        self._buf = bytearray()
         return error
