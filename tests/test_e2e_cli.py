@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ssh_server
 from helpers import run, run_json, wait_for
 
 
@@ -281,43 +282,13 @@ def _check_grpc(a: Daemon, b: Daemon) -> None:
 
 
 def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
-    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
-    ssh = shutil.which("ssh")
-    keygen = shutil.which("ssh-keygen")
-    if not (sshd and ssh and keygen) or os.geteuid() != 0:
-        pytest.skip("SSH leg needs openssh-server/client and root (make test installs them in CI)")
-    d = tmp_path / "ssh"
-    d.mkdir()
-    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host")], check=True)
-    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(d / "user")], check=True)
-    (d / "authorized_keys").write_text((d / "user.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
+    ssh = shutil.which("ssh") or "ssh"
     port = free_port()
-    config = d / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    sshd_log = (d / "sshd.log").open("wb")
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=sshd_log)
-    try:
-        wait_for(lambda: _port_open(port), "sshd listening")
+    ready = lambda: wait_for(lambda: _port_open(port), "sshd listening")  # noqa: E731
+    with ssh_server.sshd(tmp_path / "ssh", port, ready=ready) as opts:
+        d = tmp_path / "ssh"
         run(b.home, "expose", str(port), "--name", "ssh")
         fwd = json.loads(run(a.home, "forward", "0", f"{b.agent_id}:{port}", "--json").stdout)
-        opts = [
-            "-i",
-            str(d / "user"),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            f"UserKnownHostsFile={d / 'known'}",
-            "-o",
-            "BatchMode=yes",
-        ]
         out = subprocess.run(
             [
                 ssh,
@@ -372,10 +343,6 @@ def _check_ssh(a: Daemon, b: Daemon, tmp_path: Path) -> None:
             )
             assert out.returncode == 0, out.stderr
             assert out.stdout.strip() == "through-socks5"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        sshd_log.close()
 
 
 def _port_open(port: int) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ssh_server
 from helpers import CLI, run, run_json, wait_for
 from netns_lab import Box, NatLab, lab_available
 
@@ -220,55 +221,37 @@ def test_grpc_unary_streaming_and_bidirectional(tunlab: dict[str, Agent]) -> Non
 
 
 def test_ssh_scp_and_sftp(tunlab: dict[str, Agent], tmp_path: Path) -> None:
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not (Path(sshd).exists() and shutil.which("ssh") and shutil.which("ssh-keygen")):
-        pytest.skip("needs openssh-server and openssh-client (make test installs them)")
     a, b = tunlab["a"], tunlab["b"]
     d = tmp_path
-    for key in ("host", "user"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True
-        )
-    (d / "authorized_keys").write_text((d / "user.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
     port = 19000 + os.getpid() % 1000
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress ::\nHostKey {d / 'host'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    proc = b.popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
+    b.cli("expose", str(port), "--name", "ssh")
+    prefix = ("ip", "netns", "exec", b.box.ns)
     try:
-        b.cli("expose", str(port), "--name", "ssh")
-        opts = ["-i", str(d / "user"), "-o", "StrictHostKeyChecking=no"]
-        opts += ["-o", f"UserKnownHostsFile={d / 'known'}", "-o", "BatchMode=yes"]
-        wait_for(
-            lambda: (
-                a.sh(["ssh", "-p", str(port), *opts, f"root@{b.vaddr}", "true"]).returncode == 0
-            ),
-            "sshd answering over TUN",
-        )
-        out = a.sh(["ssh", "-p", str(port), *opts, f"root@{b.vaddr}", "echo", "over-tun"])
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "over-tun"
-        payload = d / "payload.bin"
-        payload.write_bytes(random.Random(SEED).randbytes(4 * 1024 * 1024))
-        out = a.sh(
-            ["scp", "-P", str(port), *opts, str(payload), f"root@[{b.vaddr}]:{d / 'scp.bin'}"]
-        )
-        assert out.returncode == 0, out.stderr
-        assert (d / "scp.bin").read_bytes() == payload.read_bytes()
-        (d / "batch").write_text(f"get {payload} {d / 'sftp.bin'}\n")
-        out = a.sh(["sftp", "-P", str(port), *opts, "-b", str(d / "batch"), f"root@[{b.vaddr}]"])
-        assert out.returncode == 0, out.stderr
-        assert (d / "sftp.bin").read_bytes() == payload.read_bytes()
+        with ssh_server.sshd(d, port, listen="::", prefix=prefix) as opts:
+            wait_for(
+                lambda: (
+                    a.sh(["ssh", "-p", str(port), *opts, f"root@{b.vaddr}", "true"]).returncode == 0
+                ),
+                "sshd answering over TUN",
+            )
+            out = a.sh(["ssh", "-p", str(port), *opts, f"root@{b.vaddr}", "echo", "over-tun"])
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == "over-tun"
+            payload = d / "payload.bin"
+            payload.write_bytes(random.Random(SEED).randbytes(4 * 1024 * 1024))
+            out = a.sh(
+                ["scp", "-P", str(port), *opts, str(payload), f"root@[{b.vaddr}]:{d / 'scp.bin'}"]
+            )
+            assert out.returncode == 0, out.stderr
+            assert (d / "scp.bin").read_bytes() == payload.read_bytes()
+            (d / "batch").write_text(f"get {payload} {d / 'sftp.bin'}\n")
+            out = a.sh(
+                ["sftp", "-P", str(port), *opts, "-b", str(d / "batch"), f"root@[{b.vaddr}]"]
+            )
+            assert out.returncode == 0, out.stderr
+            assert (d / "sftp.bin").read_bytes() == payload.read_bytes()
     finally:
         b.cli("unexpose", str(port), check=False)
-        proc.terminate()
-        proc.wait(10)
 
 
 _CONNECT = """

@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import http.client
-import os
 import queue
 import random
 import shutil
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ssh_server
 from helpers import run, run_json, wait_for
 from test_e2e_cli import Daemon, _port_open, establish_trust, free_port
 
@@ -424,49 +424,10 @@ def _check_grpc_calls(channel: Any, how: str) -> None:
 
 @contextmanager
 def sshd(d: Path) -> Iterator[tuple[int, list[str]]]:
-    """An sshd of our own on 127.0.0.1 (own host key, config, port, pid file; sftp):
-    yields its port and the ssh options that log in as root with our key."""
-    server = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
-    keygen = shutil.which("ssh-keygen")
-    if not (server and keygen and shutil.which("ssh") and shutil.which("sftp")):
-        pytest.skip("needs openssh-server and openssh-client (make sysdeps installs them)")
-    if os.geteuid() != 0:
-        pytest.skip("sshd as a test server needs root")
-    d.mkdir()
-    for key in ("host", "user"):
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
-    (d / "authorized_keys").write_text((d / "user.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
+    """An sshd of our own on 127.0.0.1 (see ssh_server): its port and ssh options."""
     port = free_port()
-    config = d / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    with (d / "sshd.log").open("wb") as log:
-        proc = subprocess.Popen([server, "-D", "-e", "-f", str(config)], stderr=log)
-        try:
-            wait_for(lambda: _port_open(port), "sshd listening")
-            yield (
-                port,
-                [
-                    "-i",
-                    str(d / "user"),
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    f"UserKnownHostsFile={d / 'known'}",
-                    "-o",
-                    "BatchMode=yes",
-                ],
-            )
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with ssh_server.sshd(d, port, ready=lambda: wait_for(lambda: _port_open(port), "sshd")) as o:
+        yield port, o
 
 
 def test_ssh_command_via_forward_and_sftp_via_socks5(net: Net, tmp_path: Path) -> None:
