@@ -271,7 +271,8 @@ class FrameDecoder:
             grown = bytearray(max(n, min(2 * len(buf), HEADER_SIZE + self._max_payload)))
             grown[:have] = buf[:have]
             self._buf = buf = grown
-        buf[have:n] = chunk
+        with memoryview(buf) as view:  # (a bytearray slice assignment from a view
+            view[have:n] = chunk  # would first copy the view into a new bytearray)
         self._have = n
         return n
 
