@@ -226,6 +226,8 @@ async def _run(config: DaemonConfig) -> int:
                 signals.append(sig)
         from ..runtime.node import Node, NodeConfig
 
+        _tune_allocator()
+
         log.info(
             "daemon starting",
             extra={
@@ -268,6 +270,31 @@ async def _run(config: DaemonConfig) -> int:
         pid_file.release()
     log.info("daemon stopped", extra={"home": str(home)})
     return 0
+
+
+#: glibc ``mallopt`` parameters and the values the daemon sets (see :func:`_tune_allocator`).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024
+MALLOC_TRIM_THRESHOLD = 16 * 1024 * 1024
+
+
+def _tune_allocator() -> None:
+    """Keep the data path's 256 KiB buffers on the heap.
+
+    By default glibc serves blocks of that size with mmap once its dynamic threshold
+    says so and returns freed heap tops at once: every TLS read / frame buffer then costs
+    page faults (measured: 120-160k faults and ~1 s of kernel time per GiB tunnelled).
+    Larger thresholds make the daemon reuse that memory; ``_release_startup_memory`` still
+    trims what start-up left behind.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _release_startup_memory() -> None:
