@@ -152,7 +152,6 @@ async def test_quic_punch_upgrades_a_relayed_session(tmp_path: Path) -> None:
     relay, a, b = await _relayed_pair(tmp_path, punch_transports=("quic",))
     events = a.subscribe()
     try:
-        assert a.punch.quic is not None and a.punch.quic.port == a.listen_port
         assert (await a.ping(b.agent_id, interval=0)).received == 1
         # (b may also dial a over TCP at any time on loopback: watch for the QUIC path.)
         async with asyncio.timeout(15):
@@ -164,6 +163,7 @@ async def test_quic_punch_upgrades_a_relayed_session(tmp_path: Path) -> None:
         conn = a.connected(b.agent_id)
         assert conn is not None and conn.via is None and conn.identity is not None
         assert conn.identity.agent_id == b.agent_id
+        assert a.punch.quic is not None and a.punch.quic.port == a.listen_port
         assert (await a.ping(b.agent_id, interval=0)).received == 1
         # A direct TCP session to the same peer takes over; the QUIC one closes.
         await a._dial(b.agent_id, "127.0.0.1", b.listen_port)
@@ -234,4 +234,19 @@ async def test_a_forward_follows_the_path_relayed_direct_and_back(tmp_path: Path
         assert await _through(fwd.local_port, payload) == payload
     finally:
         server.close()
+        await asyncio.gather(a.close(), b.close(), relay.close())
+
+
+async def test_quic_is_opened_only_when_a_punch_may_come(tmp_path: Path) -> None:
+    """aioquic (and the pyOpenSSL it loads) costs memory: a node with only direct
+    sessions never opens its UDP/QUIC endpoint; one behind a relay does."""
+    async with await Node.start(cfg(tmp_path, "x")) as x, await Node.start(cfg(tmp_path, "y")) as y:
+        await x.connect(target(y))
+        assert (await x.ping(y.agent_id, interval=0)).received == 1
+        assert x.punch.quic is None and y.punch.quic is None
+    relay, a, b = await _relayed_pair(tmp_path / "relayed")
+    try:
+        await wait_until(lambda: b.punch.quic is not None, "b (reserved on a relay) opens QUIC")
+        assert b.punch.quic is not None and b.punch.quic.port == b.listen_port
+    finally:
         await asyncio.gather(a.close(), b.close(), relay.close())

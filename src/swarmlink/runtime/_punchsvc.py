@@ -42,11 +42,11 @@ from . import events as ev
 from ._addresses import advertised_addresses, bound_addresses
 from ._connection import PeerConnection
 from ._dialer import dial_from, secure
-from ._quic import QuicEndpoint, QuicStreamTransport
 from ._sockets import connect_tcp, peer_speaks_first
 from ._stream import Stream
 
 if TYPE_CHECKING:
+    from ._quic import QuicEndpoint
     from .node import Node
 
 __all__ = [
@@ -78,7 +78,7 @@ PUNCH_TRANSPORTS = ("tcp", "quic")
 
 
 def _is_quic(conn: PeerConnection) -> bool:
-    return isinstance(conn.transport, QuicStreamTransport)
+    return getattr(conn.transport, "is_quic", False) is True
 
 
 def path_rank(conn: PeerConnection) -> int:
@@ -114,25 +114,47 @@ class PunchService:
             )
         self.tcp = "tcp" in transports
         #: The UDP endpoint on the listening port number (QUIC sessions, UDP punches).
+        #: Opened by the first punch: aioquic (and the pyOpenSSL it loads) costs ~9 MiB
+        #: of memory that a node which never punches should not pay.
         self.quic: QuicEndpoint | None = None
+        self._quic_state = "off"  # "off", "wanted", "open", "failed"
+        self._quic_lock = asyncio.Lock()
 
     async def start(self) -> None:
         node = self.node
         node.set_handler(PUNCH_PROTOCOL, self.serve)
-        local = dial_from(node)
-        if "quic" not in node.config.punch_transports or local is None:
-            return
-        cert_file, key_file = node.keystore.tls_files
-        try:
-            self.quic = await QuicEndpoint.bind(
-                local[0],
-                local[1],
-                cert_file=cert_file,
-                key_file=key_file,
-                accept=lambda: node._new_connection(outbound=False),
-            )
-        except NetworkError as exc:  # TCP still punches; say why QUIC does not
-            log.warning("no QUIC: UDP port unavailable", extra={"error": str(exc)})
+        if "quic" in node.config.punch_transports and dial_from(node) is not None:
+            self._quic_state = "wanted"
+
+    def warm(self) -> None:
+        """Open the QUIC endpoint in the background (a node that holds a relay
+        reservation or a relayed session is about to punch)."""
+        if self._quic_state == "wanted" and not self._quic_lock.locked():
+            self.node.spawn(self.open_quic(), name="quic-open")
+
+    async def open_quic(self) -> QuicEndpoint | None:
+        """The UDP/QUIC endpoint, opened on first use (None: QUIC is off or failed)."""
+        async with self._quic_lock:
+            local = dial_from(self.node)
+            if self._quic_state != "wanted" or local is None or self.node._closing:
+                return self.quic
+            from ._quic import QuicEndpoint
+
+            node = self.node
+            cert_file, key_file = node.keystore.tls_files
+            try:
+                self.quic = await QuicEndpoint.bind(
+                    local[0],
+                    local[1],
+                    cert_file=cert_file,
+                    key_file=key_file,
+                    accept=lambda: node._new_connection(outbound=False),
+                )
+                self._quic_state = "open"
+            except NetworkError as exc:  # TCP still punches; say why QUIC does not
+                self._quic_state = "failed"
+                log.warning("no QUIC: UDP port unavailable", extra={"error": str(exc)})
+            return self.quic
 
     def close(self) -> None:
         if self.quic is not None:
@@ -147,6 +169,8 @@ class PunchService:
     def relayed(self, conn: PeerConnection, delay: float = 0.0) -> None:
         """A relayed session became the session with its peer: its dialer punches."""
         node = self.node
+        if conn.via is not None and node.config.hole_punching:
+            self.warm()  # either end may punch soon: have the UDP port ready
         if conn.via is None or not conn.outbound or node._closing or not node.config.hole_punching:
             return
         running = self._running.get(conn.agent_id)
@@ -233,6 +257,7 @@ class PunchService:
         """One punch with ``conn``'s peer over ``conn``; True if a direct session is up."""
         loop = asyncio.get_running_loop()
         coordinator = self._coordinator(initiator=True)
+        await self.open_quic()
         stream = conn.open_stream(PUNCH_PROTOCOL)
         try:
             coordinator.begin(loop.time())
@@ -259,6 +284,7 @@ class PunchService:
         self._served[stream.peer] = [*recent, now]
         if len(self._served) > 4096:
             self._served = {p: ts for p, ts in self._served.items() if now - ts[-1] < 60}
+        self.warm()  # not awaited here: that would skew the initiator's RTT measurement
         coordinator = self._coordinator(initiator=False)
         first = await self._read(stream, coordinator)
         coordinator.receive(first, loop.time())

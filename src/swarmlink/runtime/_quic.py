@@ -151,6 +151,8 @@ def _ended(event: events.ConnectionTerminated) -> tuple[Exception | None, str]:
 class QuicStreamTransport(asyncio.Transport):
     """One QUIC connection, presented to its protocol as a byte-stream transport."""
 
+    is_quic = True  # how path ranking tells it apart without importing this module
+
     def __init__(
         self, endpoint: QuicEndpoint, quic: QuicConnection, addr: Address, factory: Factory
     ) -> None:

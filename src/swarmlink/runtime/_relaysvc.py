@@ -318,6 +318,7 @@ class RelayService:
         if isinstance(expires, bool) or not isinstance(expires, int):
             raise ProtocolViolation("reserve reply without expiry", ErrorCode.MALFORMED)
         self.reservations[conn.agent_id] = float(expires)
+        self.node.punch.warm()  # we are behind a NAT: punches will come
         log.info("relay reservation", extra={"relay": conn.agent_id, "expires": expires})
         return float(expires)
 
