@@ -117,27 +117,28 @@ class PunchService:
         #: Opened by the first punch: aioquic (and the pyOpenSSL it loads) costs ~9 MiB
         #: of memory that a node which never punches should not pay.
         self.quic: QuicEndpoint | None = None
-        self._quic_state = "off"  # "off", "wanted", "open", "failed"
+        self._quic_wanted = False  # until the one attempt to open it
         self._quic_lock = asyncio.Lock()
 
     async def start(self) -> None:
         node = self.node
         node.set_handler(PUNCH_PROTOCOL, self.serve)
         if "quic" in node.config.punch_transports and dial_from(node) is not None:
-            self._quic_state = "wanted"
+            self._quic_wanted = True
 
     def warm(self) -> None:
         """Open the QUIC endpoint in the background (a node that holds a relay
         reservation or a relayed session is about to punch)."""
-        if self._quic_state == "wanted" and not self._quic_lock.locked():
+        if self._quic_wanted and not self._quic_lock.locked():
             self.node.spawn(self.open_quic(), name="quic-open")
 
     async def open_quic(self) -> QuicEndpoint | None:
         """The UDP/QUIC endpoint, opened on first use (None: QUIC is off or failed)."""
         async with self._quic_lock:
             local = dial_from(self.node)
-            if self._quic_state != "wanted" or local is None or self.node._closing:
+            if not self._quic_wanted or local is None or self.node._closing:
                 return self.quic
+            self._quic_wanted = False
             from ._quic import QuicEndpoint
 
             node = self.node
@@ -150,9 +151,7 @@ class PunchService:
                     key_file=key_file,
                     accept=lambda: node._new_connection(outbound=False),
                 )
-                self._quic_state = "open"
             except NetworkError as exc:  # TCP still punches; say why QUIC does not
-                self._quic_state = "failed"
                 log.warning("no QUIC: UDP port unavailable", extra={"error": str(exc)})
             return self.quic
 

@@ -262,8 +262,10 @@ class TunService:
         if proto != TCP:
             return False
         agent = self._agents.get(sender.packed)
+        if agent is None:
+            return False
         found = self.node.services._find_exposure(port)
-        return agent is not None and found is not None and (not found[1] or agent in found[1])
+        return found is not None and (not found[1] or agent in found[1])
 
     # ---- outbound: device → peers -----------------------------------------------------------
 
@@ -338,7 +340,7 @@ class TunService:
             log.info("TUN: no session", extra={"peer": agent, "error": str(exc)})
             self._refuse(agent, link, ICMP_ADDRESS_UNREACHABLE)
             return
-        link.stream = link.stream or stream
+        link.stream = stream
         link.opened = self._loop.time()
         self._agents[virtual_address(agent).packed] = agent
         link.pumping = True
@@ -367,8 +369,6 @@ class TunService:
                 self._unreachable(packet, code)
         for packet in link.pending:
             self._unreachable(packet, code)
-        link.pending.clear()
-        link.queued = 0
         self._drop_link(agent, link)
 
     def _drop_link(self, agent: str, link: _Link) -> None:
