@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import curl  # bench/curl.py
 import tun  # bench/tun.py (root: network namespaces)
 
 from swarmlink.client import Client
@@ -125,6 +126,20 @@ async def push(host: str, port: int, total: int, ctx: ssl.SSLContext | None) -> 
     return elapsed
 
 
+async def trusted_daemons(
+    ca: Client, da: subprocess.Popen[bytes], cb: Client, db: subprocess.Popen[bytes]
+) -> tuple[Any, Any]:
+    """Wait for both daemons, connect a to b and make them trust each other; their
+    statuses."""
+    sa, sb = await wait_ready(ca, da), await wait_ready(cb, db)
+    await ca.connect(f"{sb.agent_id}@{sb.listen[0]}")
+    await ca.trust_request(sb.agent_id, "bench")
+    await poll(lambda: cb.trust_pending(), "trust request")
+    await cb.trust_approve(sa.agent_id)
+    await poll(lambda: ca.trust_list(), "trust")
+    return sa, sb
+
+
 # ---- benchmarks ----------------------------------------------------------------------------
 
 
@@ -144,15 +159,7 @@ async def bench_tunnel(workdir: Path, total: int) -> dict[str, Any]:
     da, ca = start_daemon(workdir / "tun-a")
     db, cb = start_daemon(workdir / "tun-b")
     try:
-        await wait_ready(ca, da)
-        sb = await wait_ready(cb, db)
-        b_port = int(sb.listen[0].rsplit(":", 1)[1])
-        await ca.connect(f"{sb.agent_id}@127.0.0.1:{b_port}")
-        sa = await ca.status()
-        await ca.trust_request(sb.agent_id, "bench")
-        await poll(lambda: cb.trust_pending(), "trust request")
-        await cb.trust_approve(sa.agent_id)
-        await poll(lambda: ca.trust_list(), "trust")
+        _, sb = await trusted_daemons(ca, da, cb, db)
         await cb.expose(plain_port)
         fwd = await ca.forward(0, sb.agent_id, plain_port)
         await push("127.0.0.1", fwd.local_port, 16 << 20, None)  # warm-up
@@ -224,27 +231,6 @@ async def bench_relay(workdir: Path, total: int) -> dict[str, Any]:
     }
 
 
-def _curl_speed(url: str, *proxy: str) -> float:
-    """Download ``url`` with curl; MiB/s."""
-    out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", *proxy, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout) / 2**20
-
-
-def _curl_rate(url: str, n: int, *proxy: str) -> float:
-    """``n`` small requests, 8 at a time, each on a new connection; requests/s."""
-    args = ["curl", "-s", "--parallel", "--parallel-max", "8", *proxy]
-    for i in range(n):
-        args += ["-o", "/dev/null", f"{url}?{i}"]
-    started = time.perf_counter()
-    subprocess.run(args, check=True)
-    return n / (time.perf_counter() - started)
-
-
 async def bench_http(workdir: Path, total: int, requests: int) -> dict[str, Any]:
     """An unmodified HTTP server (python -m http.server) and client (curl): download
     throughput and request rate directly on loopback, through a port forward and through
@@ -272,34 +258,18 @@ async def bench_http(workdir: Path, total: int, requests: int) -> dict[str, Any]
     da, ca = start_daemon(workdir / "http-a")
     db, cb = start_daemon(workdir / "http-b")
     try:
-        sa, sb = await wait_ready(ca, da), await wait_ready(cb, db)
-        await ca.connect(f"{sb.agent_id}@{sb.listen[0]}")
-        await ca.trust_request(sb.agent_id, "bench")
-        await poll(lambda: cb.trust_pending(), "trust request")
-        await cb.trust_approve(sa.agent_id)
-        await poll(lambda: ca.trust_list(), "trust")
+        _, sb = await trusted_daemons(ca, da, cb, db)
         await cb.expose(port)
         fwd = await ca.forward(0, sb.agent_id, port)
         proxy = await ca.start_socks5("127.0.0.1:0")
         socks = ("--socks5-hostname", proxy)
-        urls = {
-            "direct": (f"http://127.0.0.1:{port}", ()),
-            "forward": (f"http://127.0.0.1:{fwd.local_port}", ()),
-            "socks5": (f"http://{sb.agent_id}.swarm:{port}", socks),
+        paths: dict[str, curl.Path] = {
+            "direct": (None, f"http://127.0.0.1:{port}", ()),
+            "forward": (None, f"http://127.0.0.1:{fwd.local_port}", ()),
+            "socks5": (None, f"http://{sb.agent_id}.swarm:{port}", socks),
         }
         results: dict[str, Any] = {"bytes": total, "requests": requests}
-        for name, (base, extra) in urls.items():
-            _curl_speed(f"{base}/big.bin", *extra)  # warm-up
-            speed = max(_curl_speed(f"{base}/big.bin", *extra) for _ in range(2))
-            rate = _curl_rate(f"{base}/small.txt", requests, *extra)
-            results[name] = {"mib_s": round(speed, 1), "requests_s": round(rate, 1)}
-        for name in ("forward", "socks5"):
-            results[name]["throughput_ratio"] = round(
-                results[name]["mib_s"] / results["direct"]["mib_s"], 3
-            )
-            results[name]["rate_ratio"] = round(
-                results[name]["requests_s"] / results["direct"]["requests_s"], 3
-            )
+        results.update(curl.measure(paths, requests))
         results["targets"] = {"forward": 0.5, "socks5": 0.45}
         return results
     finally:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import curl  # bench/curl.py
+
 CLI = [sys.executable, "-m", "swarmlink"]
 #: Extra ``up`` options (SWARMLINK_BENCH_TUN_MTU tries another MTU).
 _TUN_ARGS = ["--no-mdns", "--tun", "--json"] + (
@@ -40,26 +42,6 @@ def _ip(*args: str) -> None:
 
 def _ns(ns: str | None, args: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *args] if ns else args
-
-
-def _curl_speed(ns: str | None, url: str) -> float:
-    out = subprocess.run(
-        _ns(ns, ["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download}", url]),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return float(out.stdout) / 2**20
-
-
-def _curl_rate(ns: str | None, url: str, n: int) -> float:
-    args = ["curl", "-sf", "--parallel", "--parallel-max", "8"]
-    for i in range(n):
-        args += ["-o", "/dev/null", f"{url}?{i}"]
-    started = time.perf_counter()
-    subprocess.run(_ns(ns, args), check=True, timeout=300, stdout=subprocess.DEVNULL)
-    return n / (time.perf_counter() - started)
 
 
 def _wait(fn: Any, what: str, timeout: float = 30.0) -> Any:
@@ -92,7 +74,7 @@ def bench_tun(workdir: Path, total: int, requests: int) -> dict[str, Any]:
     if os.geteuid() != 0 or shutil.which("ip") is None or not Path("/dev/net/tun").exists():
         return {"skipped": "needs root, iproute2 and /dev/net/tun"}
     _log(f"HTTP through TUN: {total >> 20} MiB download, {requests} requests")
-    www = workdir / "tun-www"
+    www = workdir / "tunmode-www"
     www.mkdir()
     (www / "big.bin").write_bytes(os.urandom(1 << 20) * (total >> 20))
     (www / "small.txt").write_text("hello\n")
@@ -101,7 +83,7 @@ def bench_tun(workdir: Path, total: int, requests: int) -> dict[str, Any]:
     veth = (f"slb{tag}x", f"slb{tag}y")
     addr = ("10.231.7.1", "10.231.7.2")
     procs: list[subprocess.Popen[bytes]] = []
-    homes = (workdir / "tun-a", workdir / "tun-b")
+    homes = (workdir / "tunmode-a", workdir / "tunmode-b")  # not bench_tunnel's homes
     made: list[str] = []
     try:
         for name in ns:
@@ -141,26 +123,16 @@ def bench_tun(workdir: Path, total: int, requests: int) -> dict[str, Any]:
                 )
             )
         _cli(homes[1], "expose", str(port))
-        urls = {
-            "direct": (None, f"http://[::1]:{port}"),
-            "tun": (ns[0], f"http://[{sb['virtual_address']}]:{port}"),
-            "veth_plain": (ns[0], f"http://{addr[1]}:{port}"),
+        tun_url = f"http://[{sb['virtual_address']}]:{port}"
+        paths: dict[str, curl.Path] = {
+            "direct": (None, f"http://[::1]:{port}", ()),
+            "tun": (ns[0], tun_url, ()),
+            "veth_plain": (ns[0], f"http://{addr[1]}:{port}", ()),
         }
-        _wait(lambda: _curl_speed(None, f"{urls['direct'][1]}/small.txt"), "http.server")
-        _wait(lambda: _curl_speed(*_url(urls["tun"], "small.txt")), "http.server over TUN")
+        _wait(lambda: curl.curl_speed(f"http://[::1]:{port}/small.txt"), "http.server")
+        _wait(lambda: curl.curl_speed(f"{tun_url}/small.txt", ns=ns[0]), "http over TUN")
         results: dict[str, Any] = {"bytes": total, "requests": requests}
-        for name, (where, base) in urls.items():
-            _curl_speed(where, f"{base}/big.bin")  # warm-up
-            speed = max(_curl_speed(where, f"{base}/big.bin") for _ in range(2))
-            rate = _curl_rate(where, f"{base}/small.txt", requests)
-            results[name] = {"mib_s": round(speed, 1), "requests_s": round(rate, 1)}
-        for name in ("tun", "veth_plain"):
-            results[name]["throughput_ratio"] = round(
-                results[name]["mib_s"] / results["direct"]["mib_s"], 3
-            )
-            results[name]["rate_ratio"] = round(
-                results[name]["requests_s"] / results["direct"]["requests_s"], 3
-            )
+        results.update(curl.measure(paths, requests))
         results["tun"]["counters"] = _cli(homes[1], "status")["tun_counters"]
         results["target"] = {"tun": 0.25}
         return results
@@ -174,10 +146,6 @@ def bench_tun(workdir: Path, total: int, requests: int) -> dict[str, Any]:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", veth[0]], capture_output=True)
-
-
-def _url(entry: tuple[str | None, str], path: str) -> tuple[str | None, str]:
-    return entry[0], f"{entry[1]}/{path}"
 
 
 async def run(workdir: Path, big: bool) -> dict[str, Any]:
