@@ -240,7 +240,20 @@ def test_http_64mib_download_through_forward_and_socks5(net: Net, tmp_path: Path
         out.unlink()
 
 
-class _Burst(BaseHTTPRequestHandler):
+class _Quiet(BaseHTTPRequestHandler):
+    """A handler that answers with a body and logs nothing."""
+
+    def reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Burst(_Quiet):
     """Each request waits at a barrier of IN_FLIGHT parties: the run only completes if
     IN_FLIGHT tunnels are open at once. The body is derived from the path."""
 
@@ -252,14 +265,7 @@ class _Burst(BaseHTTPRequestHandler):
         except threading.BrokenBarrierError:
             self.send_error(500, "fewer than IN_FLIGHT requests arrived together")
             return
-        body = burst_body(self.path)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(burst_body(self.path))
 
 
 def burst_body(path: str) -> bytes:
@@ -489,16 +495,9 @@ def test_ssh_command_via_forward_and_sftp_via_socks5(net: Net, tmp_path: Path) -
 # ---- refusals ---------------------------------------------------------------------------
 
 
-class _Open(BaseHTTPRequestHandler):
+class _Open(_Quiet):
     def do_GET(self) -> None:
-        body = b"open to trusted agents\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(b"open to trusted agents\n")
 
 
 def test_refusals_are_prompt_and_the_node_keeps_serving(net: Net) -> None:
