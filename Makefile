@@ -25,7 +25,8 @@ run: $(STAMP)
 # System packages the integration tests use: sshd for the SSH-through-tunnel test (and
 # netcat-openbsd, ssh's ProxyCommand through the SOCKS5 proxy),
 # iproute2 and nftables for the tests that build their own network namespaces and NATs
-# (mDNS on a private LAN, the NAT lab).
+# (mDNS on a private LAN, the NAT lab, TUN mode), and capsh (libcap2-bin) to show TUN
+# mode's error without CAP_NET_ADMIN.
 # CI runs as root on a clean machine; elsewhere this is skipped when they are present.
 sysdeps:
 	@need=""; \
@@ -33,6 +34,7 @@ sysdeps:
 	if ! command -v ip >/dev/null 2>&1 && ! test -x /usr/sbin/ip; then need="$$need iproute2"; fi; \
 	if ! command -v nft >/dev/null 2>&1 && ! test -x /usr/sbin/nft; then need="$$need nftables"; fi; \
 	if ! command -v nc >/dev/null 2>&1; then need="$$need netcat-openbsd"; fi; \
+	if ! command -v capsh >/dev/null 2>&1 && ! test -x /usr/sbin/capsh; then need="$$need libcap2-bin"; fi; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
