@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from .. import __version__
-from ..runtime.config import resolve_home
+from ..runtime.config import DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, resolve_home
 from ._common import (
     JSON_OPTION,
     State,
@@ -161,8 +161,12 @@ def up(
             help="TUN mode (root): programs reach agents at [fd5a:7761:726d:…]:PORT directly.",
         ),
     ] = False,
-    tun_name: Annotated[str, typer.Option("--tun-name", help="TUN interface name.")] = "swarm0",
-    tun_mtu: Annotated[int, typer.Option("--tun-mtu", help="TUN MTU (1280-65535).")] = 65535,
+    tun_name: Annotated[
+        str, typer.Option("--tun-name", help="TUN interface name.")
+    ] = DEFAULT_TUN_NAME,
+    tun_mtu: Annotated[
+        int, typer.Option("--tun-mtu", help="TUN MTU (1280-65535).")
+    ] = DEFAULT_TUN_MTU,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
