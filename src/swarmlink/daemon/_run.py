@@ -278,6 +278,17 @@ MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024
 MALLOC_TRIM_THRESHOLD = 16 * 1024 * 1024
 
 
+def _glibc() -> Any:
+    """glibc through ctypes, or None (another C library: the tuning below is skipped)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def _tune_allocator() -> None:
     """Keep the data path's 256 KiB buffers on the heap.
 
@@ -287,14 +298,9 @@ def _tune_allocator() -> None:
     Larger thresholds make the daemon reuse that memory; ``_release_startup_memory`` still
     trims what start-up left behind.
     """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
+    if (libc := _glibc()) is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
         libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _release_startup_memory() -> None:
@@ -302,12 +308,8 @@ def _release_startup_memory() -> None:
 
     glibc keeps freed heap pages; an idle daemon should not look bigger than it is.
     """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
