@@ -142,6 +142,30 @@ def test_sim_dht_json(tmp_path: Path) -> None:
     assert summary["success_rate"] == 1.0
 
 
+def test_sim_gossip_json_is_deterministic(tmp_path: Path) -> None:
+    import json
+
+    args = ["sim", "gossip", "-n", "200", "--seed", "7", "--publications", "4"]
+    args += ["--crashes", "3", "--duration", "10", "--json"]
+    runs = []
+    for _ in range(2):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        runs.append(json.loads(result.stdout))
+    pubsub, membership = runs[0]["pubsub"], runs[0]["membership"]
+    assert pubsub["nodes"] == 200 and pubsub["delivery_ratio"] == 1.0
+    assert pubsub["forged_delivered"] == 0
+    assert membership["crashes_detected_by_all"] == 3
+    assert membership["false_positives"] == 0
+    for run in runs:  # same seed, same run (wall time and memory aside)
+        for part in run.values():
+            for key in ("wall_seconds", "peak_rss_mib"):
+                part.pop(key, None)
+    assert runs[0] == runs[1]
+    bad = runner.invoke(app, ["sim", "gossip", "--scenario", "nope"])
+    assert bad.exit_code != 0 and "pubsub, membership or both" in bad.output
+
+
 # ---- DHT commands against a control server with a fake node (in a thread) -----------------
 
 

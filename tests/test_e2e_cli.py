@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import ssh_server
-from helpers import run, run_json, wait_for
+from helpers import CLI, run, run_json, wait_for
 
 
 def free_port() -> int:
@@ -389,3 +389,57 @@ def test_not_running_is_a_clear_error(tmp_path: Path) -> None:
     proc = run(tmp_path / "nobody", "status", check=False)
     assert proc.returncode == 1
     assert "swarmlink up" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gossip_members_publish_subscribe_and_state_through_the_cli(
+    pair: tuple[Daemon, Daemon], tmp_path: Path
+) -> None:
+    a, b = pair
+    establish_trust(a, b)
+
+    def b_alive_at_a() -> bool:
+        members = run_json(a.home, "members")["members"]
+        return any(m["agent_id"] == b.agent_id and m["state"] == "alive" for m in members)
+
+    wait_for(b_alive_at_a, "b alive in a's membership")
+    table = run(a.home, "members").stdout
+    assert b.agent_id in table and "alive" in table and "(this node)" in table
+
+    out = tmp_path / "sub.out"
+    with open(out, "wb") as sink:
+        sub = subprocess.Popen(
+            [*CLI, "--home", str(b.home), "subscribe", "news", "--count", "1", "--json"],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        wait_for(lambda: "news" in run_json(b.home, "members")["gossip"]["topics"], "subscribed")
+        # A publication goes to the peers a knows subscribe; retry until b's subscription
+        # announcement has reached a (the first one sent to a peer is the one b prints).
+        wait_for(
+            lambda: run_json(a.home, "publish", "news", "hello from a")["peers"] >= 1,
+            "a publication that reached b",
+        )
+        assert sub.wait(30) == 0
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+    msg = json.loads(out.read_text().splitlines()[0])
+    assert msg["author"] == a.agent_id and msg["text"] == "hello from a"
+
+    run(a.home, "state", "set", "team", "leader", '"a"')
+    run(b.home, "state", "add", "team", "skills", "search")
+    run(b.home, "state", "incr", "team", "tasks", "3")
+    wait_for(
+        lambda: (
+            run_json(a.home, "state", "get", "team")
+            == {"leader": "a", "skills": ["search"], "tasks": 3}
+        ),
+        "state replicated both ways",
+    )
+    assert json.loads(run(b.home, "state", "get", "team", "leader").stdout) == "a"
+    assert "team" in run(a.home, "state", "list").stdout
+    bad = run(a.home, "state", "set", "bad name!", "k", "1", check=False)
+    assert bad.returncode == 1 and "state names" in bad.stderr
+    reserved = run(a.home, "publish", "$state/team", "x", check=False)
+    assert reserved.returncode == 1 and "reserved" in reserved.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _discovery, _tunnels  # noqa: F401  (they register their commands on app)
+from . import _discovery, _gossip, _sim, _tunnels  # noqa: F401  (they register their commands on app)
 from ._app import app
 
 __all__ = ["app", "main"]

@@ -167,6 +167,9 @@ def up(
     tun_mtu: Annotated[
         int, typer.Option("--tun-mtu", help="TUN MTU (1280-65535).")
     ] = DEFAULT_TUN_MTU,
+    region: Annotated[
+        str, typer.Option("--region", help="Region label for gossip (e.g. eu-west).")
+    ] = "",
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Run in this terminal.")
     ] = False,
@@ -223,6 +226,12 @@ def up(
             tun_config = TunConfig(tun_name, tun_mtu)
         except InvalidArgument as exc:
             raise typer.BadParameter(str(exc), param_hint="--tun-name/--tun-mtu") from None
+    from ..gossip import validate_region
+
+    try:
+        region = validate_region(region)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--region") from None
     if foreground:
         from ..daemon import DaemonConfig, run_daemon
 
@@ -242,6 +251,7 @@ def up(
             socks5=socks5_at,
             relay_limits=limits,
             tun=tun_config,
+            region=region,
         )
         raise typer.Exit(run_daemon(config))
     status = run(
@@ -259,6 +269,7 @@ def up(
             socks5=socks5,
             relay_limits=relay_limit or (),
             tun=tun_config,
+            region=region,
         )
     )
     if json_out:
@@ -723,71 +734,3 @@ def key_rotate(json_out: Json = False) -> None:
         f"{fmt_time(info['operational_key_expires'])}; "
         f"agent ID unchanged ({short(info['agent_id'])})"
     )
-
-
-@sim_app.command("dht")
-def sim_dht(
-    nodes: Annotated[int, typer.Option("--nodes", "-n", min=2, max=100_000)] = 1000,
-    lookups: Annotated[int, typer.Option("--lookups", "-l", min=0, max=1_000_000)] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same run.")] = 1,
-    churn: Annotated[
-        float, typer.Option("--churn", min=0.0, max=0.89, help="Fraction that leaves.")
-    ] = 0.0,
-    joining: Annotated[
-        float,
-        typer.Option("--joining", min=0.0, max=0.89, help="Fraction joining during lookups."),
-    ] = 0.0,
-    partition: Annotated[
-        float,
-        typer.Option("--partition", min=0.0, max=0.99, help="Fraction cut off from the rest."),
-    ] = 0.0,
-    adversarial: Annotated[
-        float,
-        typer.Option(
-            "--adversarial",
-            min=0.0,
-            max=0.89,
-            help="Fraction that drops, eclipses, answers stale data or forges records.",
-        ),
-    ] = 0.0,
-    loss: Annotated[
-        float, typer.Option("--loss", min=0.0, max=0.99, help="Message loss probability.")
-    ] = 0.0,
-    json_out: Json = False,
-) -> None:
-    """Simulate the DHT in virtual time: success rate, hops, latency, messages."""
-    from ..errors import InvalidArgument
-    from ..sim import SimConfig, run_simulation
-
-    try:
-        cfg = SimConfig(
-            nodes=nodes,
-            lookups=lookups,
-            seed=seed,
-            churn=churn,
-            joining=joining,
-            partition=partition,
-            adversarial=adversarial,
-            loss=loss,
-        )
-    except InvalidArgument as exc:
-        raise typer.BadParameter(str(exc)) from None
-    err = console.__class__(stderr=True)
-    err.print(f"[dim]seed {seed}: {nodes} nodes joining, then {lookups} lookups…[/dim]")
-
-    def progress(done: int, total: int) -> None:
-        if not json_out and (done == total or done % max(1, total // 4) == 0):
-            err.print(f"[dim]  {done}/{total} lookups[/dim]")
-
-    summary = run_simulation(cfg, progress=progress).summary()
-    if json_out:
-        emit_json(summary)
-        return
-    table = Table(title=f"DHT simulation (seed {seed})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            value = "  ".join(f"{k}:{v}" for k, v in value.items())
-        table.add_row(key, str(value))
-    console.print(table)

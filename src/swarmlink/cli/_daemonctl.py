@@ -79,6 +79,7 @@ async def start_background(
     socks5: str | None = None,
     relay_limits: Sequence[str] = (),
     tun: TunConfig | None = None,
+    region: str = "",
 ) -> NodeStatus:
     """Spawn ``python -m swarmlink.daemon`` detached; return its status once it answers."""
     if await running_status(home) is not None:
@@ -107,6 +108,8 @@ async def start_background(
         args += ["--relay-limit", text]
     if tun is not None:
         args += ["--tun", "--tun-name", tun.name, "--tun-mtu", str(tun.mtu)]
+    if region:
+        args += ["--region", region]
     stderr_path = home / "daemon.stderr"
     proc = _spawn(args, stderr_path)
     deadline = time.monotonic() + UP_TIMEOUT

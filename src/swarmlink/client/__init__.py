@@ -8,6 +8,7 @@ Every call is one HTTP/1.1 request on ``<home>/control.sock`` (see
 from __future__ import annotations
 
 from ._client import SOCKET_NAME, Client, ClientHandler
+from ._gossip import RemoteState
 from ._http import (
     MAX_NDJSON_LINE,
     MAX_RESPONSE_BODY,
@@ -28,5 +29,6 @@ __all__ = [
     "Client",
     "ClientHandler",
     "ClientStream",
+    "RemoteState",
     "error_from_json",
 ]

@@ -30,6 +30,7 @@ from ..runtime.model import (
     SendReceipt,
     TrustedPeer,
 )
+from ._gossip import GossipCalls
 from ._http import (
     Exchange,
     bad_response,
@@ -109,7 +110,7 @@ def _int_arg(name: str, value: int) -> int:
     return value
 
 
-class Client:
+class Client(GossipCalls):
     """Talks to the daemon of one node home through ``<home>/control.sock``.
 
     Every call opens its own connection (HTTP/1.1 over the Unix socket), so a client

@@ -7,11 +7,18 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from ..errors import InvalidArgument
 
-__all__ = ["MAX_QUERY_PARAMS", "MAX_STRING_LIST", "Args", "parse_json_body", "parse_query"]
+__all__ = [
+    "MAX_QUERY_PARAMS",
+    "MAX_STRING_LIST",
+    "Args",
+    "parse_json_body",
+    "parse_query",
+    "path_param",
+]
 
 #: Most query parameters accepted in one request target.
 MAX_QUERY_PARAMS = 16
@@ -21,6 +28,14 @@ MAX_STRING_LIST = 1024
 
 def _reject_constant(name: str) -> Any:
     raise InvalidArgument(f"request body is not valid JSON: {name} is not allowed")
+
+
+def path_param(text: str) -> str:
+    """A percent-decoded path segment (capability tags may contain ``/``)."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"bad percent-encoding in the path: {text[:100]!r}") from None
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -110,6 +125,15 @@ class Args:
             raise InvalidArgument(f"{self._what(name)} must be a string, not {_kind(value)}")
         if max_len and len(value) > max_len:
             raise InvalidArgument(f"{self._what(name)} is longer than {max_len} characters")
+        return value
+
+    def value(self, name: str, default: Any = MISSING) -> Any:
+        """Any JSON value (validated by the caller)."""
+        value = self._get(name)
+        if value is MISSING:
+            if isinstance(default, _Missing):
+                raise self._missing(name)
+            return default
         return value
 
     def optional_text(self, name: str, *, max_len: int = 0) -> str | None:

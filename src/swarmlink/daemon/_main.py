@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ..errors import InvalidArgument
+from ..gossip import validate_region
 from ..runtime.config import (
     DEFAULT_PORT,
     DEFAULT_TUN_MTU,
@@ -116,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tun-mtu", type=int, default=DEFAULT_TUN_MTU, help="TUN MTU (default %(default)s)"
     )
+    parser.add_argument(
+        "--region",
+        default="",
+        help="region label for gossip (pub/sub keeps traffic inside a region when it can)",
+    )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     return parser
 
@@ -135,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         socks5 = parse_hostport(args.socks5) if args.socks5 else None
         relay_limits = parse_relay_limits(args.relay_limit)
         tun = TunConfig(args.tun_name, args.tun_mtu) if args.tun else None
+        region = validate_region(args.region)
     except InvalidArgument as exc:
         parser.error(str(exc))
     config = DaemonConfig(
@@ -151,5 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         socks5=socks5,
         relay_limits=relay_limits,
         tun=tun,
+        region=region,
     )
     return run_daemon(config)

@@ -25,7 +25,15 @@ from ..runtime.model import (
     TrustedPeer,
 )
 
-__all__ = ["DhtAPI", "JsonModelAPI", "NodeAPI", "StreamAPI", "StreamHandler"]
+__all__ = [
+    "DhtAPI",
+    "GossipAPI",
+    "JsonModelAPI",
+    "NodeAPI",
+    "StreamAPI",
+    "StreamHandler",
+    "TopicSubscriptionAPI",
+]
 
 
 class JsonModelAPI(Protocol):
@@ -63,6 +71,52 @@ class DhtAPI(Protocol):
 
     def info(self) -> dict[str, Any]:
         """Routing table and record store sizes, join state, bootstrap peers, ..."""
+        ...
+
+
+class TopicSubscriptionAPI(Protocol):
+    """Messages on one topic (see :class:`swarmlink.runtime.TopicSubscription`)."""
+
+    def __aiter__(self) -> AsyncIterator[JsonModelAPI]: ...
+
+    def close(self) -> None:
+        """Stop receiving."""
+        ...
+
+
+class GossipAPI(Protocol):
+    """The node's gossip layer (see :class:`swarmlink.runtime._gossipsvc.GossipService`)."""
+
+    def members(self) -> list[dict[str, Any]]:
+        """Known members with state, incarnation, region and age."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Member counts, topics, pub/sub peers, states, local health, counters."""
+        ...
+
+    def publish(self, topic: str, data: bytes) -> dict[str, Any]:
+        """Sign and publish; the message ID and how many peers it went to."""
+        ...
+
+    def subscribe(self, topic: str) -> TopicSubscriptionAPI:
+        """Messages on ``topic`` from now on."""
+        ...
+
+    def set_policy(self, topic: str, policy: str | list[str]) -> dict[str, Any]:
+        """Who may publish on ``topic``."""
+        ...
+
+    def policies(self) -> list[dict[str, Any]]: ...
+
+    def state_names(self) -> list[str]: ...
+
+    def state_get(self, name: str, key: str | None = None) -> Any:
+        """All values of state ``name``, or the value of ``key``."""
+        ...
+
+    def state_op(self, name: str, op: str, key: str, value: Any = None) -> list[Any]:
+        """Apply set / delete / add / remove / increment locally and replicate it."""
         ...
 
 
@@ -126,6 +180,9 @@ class NodeAPI(Protocol):
 
     @property
     def services(self) -> ServicesAPI: ...
+
+    @property
+    def gossip(self) -> GossipAPI: ...
 
     def status(self) -> NodeStatus: ...
 

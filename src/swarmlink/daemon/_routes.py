@@ -13,14 +13,14 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from ..dht import MAX_CAPABILITY_TAG, capability_key
 from ..dht._records import MAX_CAPABILITY_TEXT
 from ..errors import InvalidArgument, StateError
 from ..identity import validate_agent_id
-from ._args import Args, parse_json_body, parse_query
+from ._args import Args, parse_json_body, parse_query, path_param
 from ._errors import error_body, error_object, error_status
+from ._gossiproutes import add_gossip_routes
 from ._http import HttpConnection, Request
 from ._nodeapi import NodeAPI
 from ._streams import (
@@ -124,6 +124,7 @@ class Router:
         add("/v1/streams", POST=self._open_stream)
         add("/v1/streams/attach", POST=self._attach)
         add("/v1/handlers", POST=self._register)
+        add_gossip_routes(self)
 
     # ---- routing -------------------------------------------------------------------------
 
@@ -262,7 +263,7 @@ class Router:
     # ---- DHT ---------------------------------------------------------------------------
 
     async def _lookup(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
-        agent_id = validate_agent_id(_path_param(params["agent"]))
+        agent_id = validate_agent_id(path_param(params["agent"]))
         record = await self.node.dht.resolve(agent_id, fresh=True)
         await http.respond_json(200, _jsonable(record))
 
@@ -274,7 +275,7 @@ class Router:
         await http.respond_json(200, {"agents": _jsonable(list(records))})
 
     async def _services(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
-        agent_id = validate_agent_id(_path_param(params["agent"]))
+        agent_id = validate_agent_id(path_param(params["agent"]))
         services = await self.node.services.remote_services(agent_id)
         await http.respond_json(200, {"agent_id": agent_id, "services": services})
 
@@ -298,7 +299,7 @@ class Router:
     async def _remove_capability(
         self, http: HttpConnection, req: Request, params: dict[str, str]
     ) -> None:
-        tag = _capability_tag(_path_param(params["tag"]))
+        tag = _capability_tag(path_param(params["tag"]))
         await self.node.dht.remove_capability(tag)
         await http.respond_json(200, {"ok": True})
 
@@ -392,14 +393,6 @@ class Router:
         a.done()
         _upgrade_required(req)
         await self.hub.attach(http, token)
-
-
-def _path_param(text: str) -> str:
-    """A percent-decoded path segment (capability tags may contain ``/``)."""
-    try:
-        return unquote(text, errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidArgument(f"bad percent-encoding in the path: {text[:100]!r}") from None
 
 
 def _capability_tag(tag: str) -> str:

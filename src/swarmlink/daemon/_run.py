@@ -70,6 +70,8 @@ class DaemonConfig:
     socks5: tuple[str, int] | None = None
     #: TUN mode (root): interface name and MTU (None: off).
     tun: TunConfig | None = None
+    #: Region label gossiped with membership (pub/sub prefers same-region peers).
+    region: str = ""
 
 
 def parse_bootstrap_peers(values: Iterable[str]) -> tuple[str, ...]:
@@ -257,6 +259,7 @@ async def _run(config: DaemonConfig) -> int:
                 socks5=config.socks5,
                 relay_limits=config.relay_limits,
                 tun=config.tun,
+                region=config.region,
             )
         )
         _release_startup_memory()

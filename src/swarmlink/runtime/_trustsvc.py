@@ -58,6 +58,7 @@ class TrustService:
                 self.node.publish(ev.TrustRequested(agent_id=event.agent_id, reason=event.reason))
             elif isinstance(event, trust_events.TrustEstablished):
                 self.node.publish(ev.TrustEstablished(agent_id=event.agent_id))
+                self.node.gossip.peer_trusted(event.agent_id)
                 self.node.spawn(
                     self.node._deliver_messages(event.agent_id), name="deliver-messages"
                 )
@@ -65,6 +66,7 @@ class TrustService:
                 self.node.publish(ev.TrustRejected(agent_id=event.agent_id, reason=event.reason))
             elif isinstance(event, trust_events.TrustRevoked):
                 self.cut_streams(event.agent_id)
+                self.node.gossip.peer_untrusted(event.agent_id)
                 self.node.publish(ev.TrustRevoked(agent_id=event.agent_id, by_peer=event.by_peer))
 
     def cut_streams(self, peer: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..gossip import PubSubConfig, ReplicaConfig, SwimConfig
 from ..identity import validate_agent_id
 from ..nat import RelayLimits
 from ..tunnel._ipfilter import MAX_PACKET
@@ -62,6 +63,22 @@ class TunConfig:
             raise InvalidArgument(f"TUN MTU must be 1280..{MAX_PACKET} (IPv6), not {self.mtu}")
 
 
+#: Membership timing for real daemons: memberlist's LAN profile (probe every second,
+#: 0.5 s for an ack, suspicion 3-9 s, gossip to 3 members every 200 ms). The cores'
+#: defaults (4 probes/s, 0.2 s timeouts) are tuned for the simulator's 20 ms links; a
+#: daemon shares its CPU with agents and its event loop can answer late, so it gets more
+#: slack (detection in about 5-11 s).
+DAEMON_SWIM = SwimConfig(
+    probe_interval=1.0,
+    probe_timeout=0.5,
+    indirect_timeout=0.75,
+    suspicion_min=3.0,
+    suspicion_max=9.0,
+    gossip_interval=0.2,
+    gossip_fanout=3,
+)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything needed to start a node.
@@ -104,6 +121,13 @@ class NodeConfig:
     socks5: tuple[str, int] | None = None
     #: TUN mode (root): the virtual address on a kernel interface (None: off).
     tun: TunConfig | None = None
+    #: Region label gossiped with membership; pub/sub keeps traffic inside a region and
+    #: crosses to others through a few bridge links ("" = no region).
+    region: str = ""
+    #: Gossip: membership (SWIM + Lifeguard), pub/sub mesh and replicated-state settings.
+    swim: SwimConfig = field(default_factory=lambda: DAEMON_SWIM)
+    pubsub: PubSubConfig = field(default_factory=PubSubConfig)
+    replica: ReplicaConfig = field(default_factory=ReplicaConfig)
 
 
 def parse_target(target: str) -> tuple[str, str, int]:

@@ -11,11 +11,16 @@ from typing import Any, ClassVar
 
 __all__ = [
     "FileReceived",
+    "MemberFailed",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberSuspected",
     "MessageReceived",
     "NodeEvent",
     "PeerConnected",
     "PeerDisconnected",
     "PeerPathChanged",
+    "StateChanged",
     "TrustEstablished",
     "TrustRejected",
     "TrustRequested",
@@ -125,12 +130,62 @@ class FileReceived(NodeEvent):
     sha256: str
 
 
+@dataclass(frozen=True)
+class MemberJoined(NodeEvent):
+    """An agent joined the gossip membership (or was seen alive for the first time)."""
+
+    type: ClassVar[str] = "member_joined"
+    agent_id: str
+    region: str
+
+
+@dataclass(frozen=True)
+class MemberSuspected(NodeEvent):
+    """Membership suspects ``agent_id`` failed (it has a moment to refute)."""
+
+    type: ClassVar[str] = "member_suspected"
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class MemberFailed(NodeEvent):
+    """Membership declared ``agent_id`` dead (it did not refute the suspicion)."""
+
+    type: ClassVar[str] = "member_failed"
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class MemberLeft(NodeEvent):
+    """``agent_id`` left the membership on purpose (its node shut down)."""
+
+    type: ClassVar[str] = "member_left"
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class StateChanged(NodeEvent):
+    """A key of replicated state ``name`` changed, here or on another replica."""
+
+    type: ClassVar[str] = "state_changed"
+    name: str
+    key: str
+    value: Any
+    deleted: bool
+    origin: str  # the agent whose change this is
+
+
 _BY_TYPE: dict[str, type[NodeEvent]] = {
     cls.type: cls
     for cls in (
         PeerConnected,
         PeerDisconnected,
         PeerPathChanged,
+        MemberJoined,
+        MemberSuspected,
+        MemberFailed,
+        MemberLeft,
+        StateChanged,
         TrustRequested,
         TrustEstablished,
         TrustRejected,

@@ -6,6 +6,7 @@ the control API sends) and ``from_json()`` (its inverse, used by the clients).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ __all__ = [
     "Exposure",
     "FileReceipt",
     "Forward",
+    "GossipMessage",
     "InboxMessage",
     "JsonModel",
     "NodeStatus",
@@ -174,3 +176,39 @@ class BenchResult(JsonModel):
     throughput_mib_s: float
     rtt_p50_ms: float
     rtt_p99_ms: float
+
+
+@dataclass(frozen=True)
+class GossipMessage(JsonModel):
+    """One pub/sub message delivered to a local subscriber (its signature was verified and
+    its author allowed by the topic's policy)."""
+
+    id: str  # message ID, hex
+    topic: str
+    author: str  # agent ID that signed it
+    seqno: int
+    data: bytes
+    received_from: str  # the peer that forwarded it to us
+    received_at: float
+
+    @property
+    def text(self) -> str:
+        """The payload as UTF-8 text (undecodable bytes replaced)."""
+        return self.data.decode("utf-8", "replace")
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        del out["data"]
+        try:
+            out["text"] = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            out["text"] = None
+        out["data_b64"] = base64.b64encode(self.data).decode("ascii")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GossipMessage:
+        fields = dict(data)
+        fields["data"] = base64.b64decode(fields.pop("data_b64", ""))
+        fields.pop("text", None)
+        return super().from_json(fields)

@@ -38,6 +38,8 @@ from ._addresses import advertised_addresses
 from ._connection import PeerConnection
 from ._dhtsvc import DhtService
 from ._dialer import dial, known_addresses, remember_peer
+from ._gossipstate import SharedState
+from ._gossipsvc import GossipService
 from ._mdns import MdnsDiscovery
 from ._natsvc import AUTONAT_PROTOCOL, IDENTIFY_PROTOCOL, NatService
 from ._punchsvc import PUNCH_PROTOCOL, PunchService, path_rank
@@ -138,6 +140,7 @@ class Node:
         self.services = Services(self)
         self._trustsvc = TrustService(self)
         self.dht = DhtService(self)
+        self.gossip = GossipService(self)
         self.nat = NatService(self)
         self.relay = RelayService(self)
         self.punch = PunchService(self)
@@ -153,6 +156,7 @@ class Node:
             await node._listen()
             await node.services.start()
             node.dht.start()
+            node.gossip.start()
             node.nat.start()
             node.relay.start()
             await node.punch.start()
@@ -218,6 +222,7 @@ class Node:
         if self._closing:
             return
         self._closing = True
+        await self.gossip.close()  # gossips our leave while sessions are still up
         for server in self._servers:
             server.close()
         self.punch.close()
@@ -760,6 +765,10 @@ class Node:
     def peers(self) -> list[PeerInfo]:
         """Connected, trusted and remembered peers."""
         return _info.peers(self)
+
+    def state(self, name: str) -> SharedState:
+        """The replicated state ``name`` (CRDTs kept in sync by gossip; see docs)."""
+        return self.gossip.state(name)
 
     def rotate_key(self) -> dict[str, Any]:
         """Replace the operational key; the agent ID, address and trust stay the same."""

@@ -136,6 +136,17 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE forwards ADD COLUMN remote_name TEXT;  -- a service exposed under a name
     """,
+    """
+    CREATE TABLE gossip_state (
+        name    TEXT PRIMARY KEY,            -- replicated state (CRDT document) name
+        data    BLOB NOT NULL,               -- its deterministic CBOR encoding
+        updated REAL NOT NULL
+    );
+    CREATE TABLE gossip_policies (
+        topic  TEXT PRIMARY KEY,
+        policy TEXT NOT NULL                 -- JSON: "trusted", "any" or a list of agent IDs
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
