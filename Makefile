@@ -26,7 +26,7 @@ run: $(STAMP)
 # netcat-openbsd, ssh's ProxyCommand through the SOCKS5 proxy),
 # iproute2 and nftables for the tests that build their own network namespaces and NATs
 # (mDNS on a private LAN, the NAT lab, TUN mode), and capsh (libcap2-bin) to show TUN
-# mode's error without CAP_NET_ADMIN.
+# mode's error without CAP_NET_ADMIN, and socat (the benchmarks' native TLS relay reference).
 # CI runs as root on a clean machine; elsewhere this is skipped when they are present.
 sysdeps:
 	@need=""; \
@@ -35,6 +35,7 @@ sysdeps:
 	if ! command -v nft >/dev/null 2>&1 && ! test -x /usr/sbin/nft; then need="$$need nftables"; fi; \
 	if ! command -v nc >/dev/null 2>&1; then need="$$need netcat-openbsd"; fi; \
 	if ! command -v capsh >/dev/null 2>&1 && ! test -x /usr/sbin/capsh; then need="$$need libcap2-bin"; fi; \
+	if ! command -v socat >/dev/null 2>&1; then need="$$need socat"; fi; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
@@ -57,7 +58,7 @@ test: sysdeps lint typecheck unit
 natlab: sysdeps $(TSTAMP)
 	$(BIN)/pytest -q -s -m natlab tests/test_nat_lab.py
 
-bench: $(STAMP)
+bench: sysdeps $(STAMP)
 	@$(BIN)/python bench/run.py
 
 clean:

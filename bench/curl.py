@@ -4,6 +4,9 @@ speed, request rate, and both for several paths as ratios to the ``direct`` one.
 
 from __future__ import annotations
 
+import pathlib
+import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -54,3 +57,73 @@ def measure(paths: dict[str, Path], requests: int) -> dict[str, Any]:
             entry["throughput_ratio"] = round(entry["mib_s"] / direct["mib_s"], 3)
             entry["rate_ratio"] = round(entry["requests_s"] / direct["requests_s"], 3)
     return results
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def socat_tls_chain(
+    workdir: pathlib.Path, port: int
+) -> tuple[list[subprocess.Popen[bytes]], int] | None:
+    """``client → socat (TCP → TLS 1.3) → socat (TLS → TCP) → 127.0.0.1:port``, the native
+    equivalent of a forward between two daemons; (processes, entry port), or None without
+    socat. 256 KiB buffers; OpenSSL picks the cipher (AES-256-GCM, as our sessions)."""
+    if shutil.which("socat") is None or shutil.which("openssl") is None:
+        return None
+    key, cert = workdir / "socat.key", workdir / "socat.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ed25519",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bench",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls_port, entry = _free_port(), _free_port()
+    server = subprocess.Popen(
+        [
+            "socat",
+            "-b",
+            "262144",
+            f"OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0",
+            f"TCP:127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = subprocess.Popen(
+        [
+            "socat",
+            "-b",
+            "262144",
+            f"TCP-LISTEN:{entry},bind=127.0.0.1,reuseaddr,fork",
+            f"OPENSSL:127.0.0.1:{tls_port},verify=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    for p in (tls_port, entry):
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", p)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("socat did not start")
+            time.sleep(0.02)
+    return [server, client], entry

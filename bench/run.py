@@ -15,6 +15,8 @@ shared and noisy: ratios are the numbers to compare across runs.
                         vs. the same client and server on loopback
     http_tun            the same through two agents' TUN interfaces (root: each agent in its
                         own network namespace), vs. the same client and server on loopback
+    gossip              publish-to-all latency (p50/p99) and message rate among 100 daemons
+                        that trust each other, vs. a control-API round trip
     dht_lookup          fresh DHT lookups (resolve an agent ID to its verified record)
                         among 100 daemons on loopback, vs. a control-API round trip
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import curl  # bench/curl.py
+import gossip  # bench/gossip.py
 import tun  # bench/tun.py (root: network namespaces)
 
 from swarmlink.client import Client
@@ -255,6 +258,7 @@ async def bench_http(workdir: Path, total: int, requests: int) -> dict[str, Any]
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     await poll(listening, "http.server")
+    native: tuple[list[subprocess.Popen[bytes]], int] | None = None
     da, ca = start_daemon(workdir / "http-a")
     db, cb = start_daemon(workdir / "http-b")
     try:
@@ -268,12 +272,17 @@ async def bench_http(workdir: Path, total: int, requests: int) -> dict[str, Any]
             "forward": (None, f"http://127.0.0.1:{fwd.local_port}", ()),
             "socks5": (None, f"http://{sb.agent_id}.swarm:{port}", socks),
         }
+        # Reference: the same forward built from native tools (two socat processes with
+        # OpenSSL TLS 1.3 between them): what a C relay pair reaches on this machine.
+        native = curl.socat_tls_chain(workdir, port)
+        if native is not None:
+            paths["native_tls_relay"] = (None, f"http://127.0.0.1:{native[1]}", ())
         results: dict[str, Any] = {"bytes": total, "requests": requests}
         results.update(curl.measure(paths, requests))
         results["targets"] = {"forward": 0.5, "socks5": 0.45}
         return results
     finally:
-        for proc in (da, db, web):
+        for proc in (da, db, web, *(native[0] if native else ())):
             proc.terminate()
             proc.wait()
 
@@ -552,7 +561,17 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke run)")
     parser.add_argument(
         "--only",
-        choices=["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht"],
+        choices=[
+            "tunnel",
+            "relay",
+            "http",
+            "tun",
+            "connect",
+            "messages",
+            "rss",
+            "dht",
+            "gossip",
+        ],
         action="append",
     )
     args = parser.parse_args()
@@ -561,7 +580,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="swarmlink-bench-") as tmp:
         work = Path(tmp)
         only = set(
-            args.only or ["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht"]
+            args.only
+            or ["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht", "gossip"]
         )
         if "tunnel" in only:
             results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
@@ -581,6 +601,10 @@ async def main() -> None:
             results["daemon_rss"] = await bench_rss(work, 100 if big else 10)
         if "dht" in only:
             results["dht_lookup"] = await bench_dht(work, 100 if big else 20, 300 if big else 50)
+        if "gossip" in only:
+            results["gossip"] = await gossip.run(
+                work, 100 if big else 20, 100 if big else 20, 200 if big else 50
+            )
     print(json.dumps(results, indent=2))
 
 

@@ -1,0 +1,148 @@
+"""Gossip benchmark: publish-to-all latency and message rate among N real daemons.
+
+N daemons on loopback (a :class:`~swarmlink.testing.Fleet`) trust each other; every one
+subscribes to a topic through its control API. Latency: publications one at a time from
+random daemons, each timed from the publish call to the moment the last daemon's subscriber
+got it (p50 / p99 over publications), and per delivery. Rate: a burst of publications from
+several daemons at once, timed until every daemon has every one. Baseline in the same run:
+the control-API round trip (``status``) on the same daemons, the floor under any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from swarmlink.client import Client
+from swarmlink.testing import Fleet
+
+TOPIC = "bench"
+SEED = 100
+
+
+def log(msg: str) -> None:
+    print(f"[gossip] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _subscriber(
+    client: Client, index: int, arrivals: dict[str, dict[int, float]], ready: asyncio.Event
+) -> None:
+    feed = client.subscribe(TOPIC)
+    first = asyncio.ensure_future(anext(feed))
+    ready.set()
+    msg = await first
+    arrivals.setdefault(msg.id, {})[index] = time.perf_counter()
+    async for msg in feed:
+        arrivals.setdefault(msg.id, {})[index] = time.perf_counter()
+
+
+async def _wait_all(arrivals: dict[str, dict[int, float]], ids: list[str], n: int) -> None:
+    deadline = time.monotonic() + 60
+    while not all(len(arrivals.get(i, {})) >= n for i in ids):
+        if time.monotonic() > deadline:
+            short = {i[:8]: len(arrivals.get(i, {})) for i in ids if len(arrivals.get(i, {})) < n}
+            raise RuntimeError(f"publications not delivered everywhere: {short}")
+        await asyncio.sleep(0.005)
+
+
+async def run(work: Path, nodes: int, publications: int, burst: int) -> dict[str, Any]:
+    rng = random.Random(SEED)
+    log(f"seed {SEED}: starting {nodes} daemons")
+    started = time.perf_counter()
+    async with Fleet(work / "gossip", nodes, progress=log) as fleet:
+        clients = fleet.clients
+        await fleet.trust_all()
+        setup = time.perf_counter() - started
+
+        async def alive(c: Client) -> int:
+            return sum(1 for m in await c.members() if m["state"] == "alive" and not m["local"])
+
+        deadline = time.monotonic() + 180
+        while min([await alive(c) for c in clients]) < nodes - 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("membership did not converge")
+            await asyncio.sleep(0.5)
+        log(f"{nodes} daemons up, trusted and alive in {setup:.0f} s")
+
+        arrivals: dict[str, dict[int, float]] = {}
+        ready = [asyncio.Event() for _ in clients]
+        tasks = [
+            asyncio.create_task(_subscriber(c, i, arrivals, ready[i]))
+            for i, c in enumerate(clients)
+        ]
+        try:
+            for e in ready:
+                await e.wait()
+            deadline = time.monotonic() + 60
+            while not all(TOPIC in (await c.gossip_info())["topics"] for c in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("subscriptions did not register")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3)  # let the mesh settle over a few heartbeats
+
+            # Baseline: control-API round trips on the same daemons.
+            base = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                await clients[rng.randrange(nodes)].status()
+                base.append(time.perf_counter() - t0)
+
+            to_all, per_delivery = [], []
+            for n in range(publications):
+                publisher = rng.randrange(nodes)
+                t0 = time.perf_counter()
+                msg_id = (await clients[publisher].publish(TOPIC, f"lat {n}"))["id"]
+                await _wait_all(arrivals, [msg_id], nodes - 1)
+                times = [t for i, t in arrivals[msg_id].items() if i != publisher]
+                to_all.append(max(times) - t0)
+                per_delivery += [t - t0 for t in times]
+            log(f"latency: p50 {pct(to_all, 0.5) * 1e3:.1f} ms to all")
+
+            publishers = [clients[i] for i in rng.sample(range(nodes), min(5, nodes))]
+            t0 = time.perf_counter()
+            ids = await asyncio.gather(
+                *(
+                    publishers[k % len(publishers)].publish(TOPIC, f"burst {k}")
+                    for k in range(burst)
+                )
+            )
+            burst_ids = [r["id"] for r in ids]
+            await _wait_all(arrivals, burst_ids, nodes - 1)
+            elapsed = time.perf_counter() - t0
+        finally:
+            for t in tasks:
+                t.cancel()
+        info = await clients[0].gossip_info()
+    return {
+        "nodes": nodes,
+        "publications": publications,
+        "publish_to_all_ms": {
+            "p50": round(pct(to_all, 0.5) * 1e3, 1),
+            "p99": round(pct(to_all, 0.99) * 1e3, 1),
+            "max": round(max(to_all) * 1e3, 1),
+        },
+        "per_delivery_ms": {
+            "p50": round(pct(per_delivery, 0.5) * 1e3, 1),
+            "p99": round(pct(per_delivery, 0.99) * 1e3, 1),
+        },
+        "burst": {
+            "publications": burst,
+            "seconds": round(elapsed, 3),
+            "publications_per_s": round(burst / elapsed, 1),
+            "deliveries_per_s": round(burst * (nodes - 1) / elapsed, 1),
+        },
+        "baseline_control_rtt_ms": round(statistics.median(base) * 1e3, 2),
+        "p50_over_baseline": round(pct(to_all, 0.5) / statistics.median(base), 1),
+        "pubsub_peers_node0": info["pubsub_peers"],
+        "setup_seconds": round(setup, 1),
+    }
