@@ -3,7 +3,6 @@ replicated state (see docs/control-api.md)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
 from ._args import Args, parse_json_body, parse_query, path_param
-from ._http import HttpConnection, Request
+from ._http import HttpConnection, Request, serve_ndjson
 
 if TYPE_CHECKING:
     from ._routes import Router
@@ -103,28 +102,8 @@ def add_gossip_routes(router: Router) -> None:
         topic = q.text("topic", max_len=MAX_GOSSIP_NAME)
         q.done()
         sub = node.gossip.subscribe(topic)  # registered before the head goes out
-
-        async def pump() -> None:
-            async for message in sub:
-                http.write_line(message.to_json())
-                await http.flush()
-
         try:
-            await http.start_ndjson()
-            pumping = asyncio.create_task(pump())
-            watcher = asyncio.create_task(http.wait_disconnect())
-            try:
-                await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (pumping, watcher):
-                    task.cancel()
-                await asyncio.gather(pumping, watcher, return_exceptions=True)
-            if not pumping.cancelled():
-                exc = pumping.exception()
-                if exc is None:
-                    await http.end_ndjson()  # the node closed: a clean end
-                elif not isinstance(exc, ConnectionError | OSError):
-                    log.error("topic stream failed", exc_info=exc)
+            await serve_ndjson(http, aiter(sub), "topic")
         finally:
             sub.close()
 

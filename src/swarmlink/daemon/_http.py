@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "Rejection",
     "Request",
     "json_bytes",
+    "serve_ndjson",
 ]
 
 #: Largest request body accepted (bytes); larger requests get ``413``.
@@ -341,3 +343,29 @@ class HttpConnection:
             if not data:
                 break
             discarded += len(data)
+
+
+async def serve_ndjson(http: HttpConnection, items: AsyncIterator[Any], what: str) -> None:
+    """Send each item of ``items`` (its ``to_json()``) as one NDJSON line, until the
+    iterator ends (a clean end of the stream: the node closed) or the client hangs up."""
+
+    async def pump() -> None:
+        async for item in items:
+            http.write_line(item.to_json())
+            await http.flush()
+
+    await http.start_ndjson()
+    pumping = asyncio.create_task(pump())
+    watcher = asyncio.create_task(http.wait_disconnect())
+    try:
+        await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watcher):
+            task.cancel()
+        await asyncio.gather(pumping, watcher, return_exceptions=True)
+    if not pumping.cancelled():
+        exc = pumping.exception()
+        if exc is None:
+            await http.end_ndjson()
+        elif not isinstance(exc, ConnectionError | OSError):
+            logging.getLogger("swarmlink.daemon").error("%s stream failed", what, exc_info=exc)

@@ -21,7 +21,7 @@ from ..identity import validate_agent_id
 from ._args import Args, parse_json_body, parse_query, path_param
 from ._errors import error_body, error_object, error_status
 from ._gossiproutes import add_gossip_routes
-from ._http import HttpConnection, Request
+from ._http import HttpConnection, Request, serve_ndjson
 from ._nodeapi import NodeAPI
 from ._streams import (
     INCOMING_ATTACH_TIMEOUT,
@@ -343,28 +343,8 @@ class Router:
 
     async def _events(self, http: HttpConnection, req: Request, params: dict[str, str]) -> None:
         subscription = self.node.subscribe()  # registered before the head goes out
-
-        async def pump() -> None:
-            async for event in subscription:
-                http.write_line(event.to_json())
-                await http.flush()
-
         try:
-            await http.start_ndjson()
-            pumping = asyncio.create_task(pump())
-            watcher = asyncio.create_task(http.wait_disconnect())
-            try:
-                await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (pumping, watcher):
-                    task.cancel()
-                await asyncio.gather(pumping, watcher, return_exceptions=True)
-            if not pumping.cancelled():
-                exc = pumping.exception()
-                if exc is None:
-                    await http.end_ndjson()  # the node closed: a clean end of the stream
-                elif not isinstance(exc, ConnectionError | OSError):
-                    log.error("event stream failed", exc_info=exc)
+            await serve_ndjson(http, subscription, "event")
         finally:
             await _close_subscription(subscription)
 

@@ -84,6 +84,7 @@ from ._swim_messages import (
     Suspect,
     SwimMessage,
     Update,
+    check_region,
 )
 from ._swim_table import (
     T_ACK,
@@ -97,7 +98,7 @@ from ._swim_table import (
     T_SUSPECT,
     MemberTable,
 )
-from ._swim_view import DEAD, SUSPECT, InitialView, MemberInfo, MemberState, check_region
+from ._swim_view import DEAD, SUSPECT, InitialView, MemberInfo, MemberState
 
 __all__ = [
     "MAX_JOIN_SEEDS",

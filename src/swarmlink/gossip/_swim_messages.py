@@ -308,7 +308,7 @@ def _check_update(u: Update) -> None:
     _check_agent(u.agent)
     _check_u32(u.incarnation, "incarnation")
     if isinstance(u, Alive):
-        _check_region(u.region)
+        check_region(u.region)
     elif isinstance(u, Suspect):
         _check_agent(u.suspected_by)
     elif isinstance(u, Dead):
@@ -320,7 +320,9 @@ def _check_agent(agent: object) -> None:
         raise InvalidArgument(f"bad agent ID in a SWIM message: {agent!r:.80}")
 
 
-def _check_region(region: object) -> None:
+def check_region(region: object) -> str:
+    """``region`` if it can go on the wire (printable text of at most
+    :data:`MAX_REGION_LENGTH` UTF-8 bytes); else :class:`InvalidArgument`."""
     try:
         ok = (
             isinstance(region, str)
@@ -330,7 +332,12 @@ def _check_region(region: object) -> None:
     except UnicodeEncodeError:
         ok = False
     if not ok:
-        raise InvalidArgument(f"bad region label: {region!r:.80}")
+        raise InvalidArgument(
+            f"a region label is printable text of at most {MAX_REGION_LENGTH} bytes, "
+            f"not {region!r:.80}"
+        )
+    assert isinstance(region, str)
+    return region
 
 
 def _check_u32(value: object, what: str) -> None:

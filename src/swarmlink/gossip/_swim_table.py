@@ -32,6 +32,7 @@ from ._swim_messages import (
     Left,
     Suspect,
     Update,
+    check_region,
 )
 from ._swim_view import (
     ALIVE,
@@ -45,7 +46,6 @@ from ._swim_view import (
     Member,
     MemberInfo,
     MemberState,
-    check_region,
 )
 
 __all__ = ["MAX_STATE_MEMBERS", "MemberTable"]

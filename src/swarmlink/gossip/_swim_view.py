@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from ..errors import InvalidArgument
 from ._swim_messages import (
     _AGENT_RE,
-    MAX_REGION_LENGTH,
     Alive,
     Update,
+    check_region,
 )
 
 __all__ = ["BroadcastQueue", "InitialView", "MemberInfo", "MemberState"]
@@ -85,25 +85,6 @@ class InitialView:
 
     def __len__(self) -> int:
         return len(self.agents)
-
-
-def check_region(region: object) -> str:
-    """Validate a local region label (InvalidArgument if it could not go on the wire)."""
-    try:
-        ok = (
-            isinstance(region, str)
-            and len(region.encode("utf-8")) <= MAX_REGION_LENGTH
-            and region.isprintable()
-        )
-    except UnicodeEncodeError:
-        ok = False
-    if not ok:
-        raise InvalidArgument(
-            f"a region label is printable text of at most {MAX_REGION_LENGTH} bytes, "
-            f"not {region!r:.80}"
-        )
-    assert isinstance(region, str)
-    return region
 
 
 class Member:
