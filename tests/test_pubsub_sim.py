@@ -78,3 +78,17 @@ def test_config_validation() -> None:
         PubSubSimConfig(byzantine=0.5, churn=0.3, crashed=0.2)
     with pytest.raises(InvalidArgument):
         PubSubSimConfig(loss=1.0)
+
+
+def test_partition_delivers_within_each_side_then_to_everyone_after_the_heal() -> None:
+    result, summary = run(nodes=500, partition=0.3, partition_duration=10.0)
+    assert summary["partition_side_b"] == 150
+    # 5 publications during the cut, each counted on its publisher's side only
+    assert 0 < result.expected_during_partition < 5 * 499
+    assert summary["delivery_ratio_during_partition"] == 1.0
+    # 5 after the heal, against everyone: the meshes re-formed across the old cut
+    assert result.expected == 5 * 499
+    assert summary["delivery_ratio"] == 1.0 and summary["never_100%"] == 0
+    assert summary["forged_delivered"] == 0
+    with pytest.raises(InvalidArgument):
+        PubSubSimConfig(partition=0.3, partition_duration=3.0)

@@ -79,3 +79,31 @@ def test_config_is_validated() -> None:
         SwimSimConfig(duration=5.0, warmup=2.0, settle=7.0)
     with pytest.raises(InvalidArgument):
         SwimSimConfig(loss=1.0)
+
+
+def test_partition_heals_without_same_side_false_positives() -> None:
+    cfg = SwimSimConfig(
+        nodes=200,
+        seed=6,
+        loss=0.01,
+        crashes=3,
+        joins=0,
+        duration=18.0,
+        settle=5.0,
+        partition=0.2,
+        partition_at=2.0,
+        partition_duration=6.0,
+    )
+    print(f"seed {cfg.seed}: {cfg.nodes} nodes, {cfg.partition:.0%} cut off for 6 s")
+    summary = run_swim_sim(cfg).summary()
+    print(summary)
+    assert summary["partition_side_b"] == 40
+    assert summary["cross_side_declarations"] > 0
+    # the larger side declares the whole smaller side dead within the cut
+    assert summary["partition_split_seen_by"] >= summary["partition_live_nodes"] - 40
+    assert summary["heal_seconds"] is not None and summary["heal_seconds"] < 10.0
+    assert summary["false_positives"] == 0
+    assert summary["crashes_detected_by_all"] == 3
+    assert summary["leaves_declared_dead_by"] == [0]
+    with pytest.raises(InvalidArgument):
+        SwimSimConfig(partition=0.2, partition_at=5.0, partition_duration=20.0)

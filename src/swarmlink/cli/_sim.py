@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -131,6 +132,25 @@ def sim_gossip(
     duration: Annotated[
         float, typer.Option("--duration", min=5.0, max=600.0, help="Membership: virtual s.")
     ] = 20.0,
+    partition: Annotated[
+        float,
+        typer.Option(
+            "--partition",
+            min=0.0,
+            max=0.9,
+            help="Fraction of nodes cut off from the rest for a while (0: none).",
+        ),
+    ] = 0.0,
+    partition_duration: Annotated[
+        float,
+        typer.Option(
+            "--partition-duration",
+            min=1.0,
+            max=600.0,
+            help="Seconds the partition lasts (membership: the run is extended to 20 s "
+            "after the heal if needed).",
+        ),
+    ] = 10.0,
     json_out: Json = False,
 ) -> None:
     """Simulate gossip in virtual time: pub/sub delivery and membership failure detection."""
@@ -153,6 +173,8 @@ def sim_gossip(
                 regions=regions,
                 region_preference=not no_region_preference,
                 churn=churn,
+                partition=partition,
+                partition_duration=partition_duration,
             )
             err.print(f"[dim]seed {seed}: pub/sub, {nodes} nodes, {publications} publications…[/]")
 
@@ -169,7 +191,11 @@ def sim_gossip(
                 loss=loss,
                 crashes=min(crashes, nodes // 4),
                 duration=duration,
+                partition=partition,
+                partition_duration=partition_duration,
             )
+            if partition and scfg.duration < scfg.heal_at + 20.0:  # time to heal
+                scfg = dataclasses.replace(scfg, duration=scfg.heal_at + 20.0)
             err.print(f"[dim]seed {seed}: membership, {nodes} nodes, {scfg.crashes} crashes…[/]")
             marks: set[int] = set()
 

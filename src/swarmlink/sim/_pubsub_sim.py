@@ -20,6 +20,17 @@ then ``publications`` messages from random live honest nodes every ``interval`` 
 during which ``churn`` nodes leave and as many new nodes join at random times; then
 ``settle`` seconds for gossip repair.
 
+Partition (``partition`` > 0): a random ``partition`` fraction of the initial nodes (side
+B) is cut off from the rest (side A; nodes joining during the cut link to side A only)
+when the publications start, for ``partition_duration`` seconds. Peers notice the cut
+``failure_detection`` seconds later (cross-side links are removed, like timed-out
+sessions) and redial at the heal (each cross-side link comes back up within
+``failure_detection`` seconds). The first half of the publications is made during the cut,
+starting ``failure_detection`` + :data:`REFORM_HEARTBEATS` heartbeats after it (the meshes
+have re-formed on each side), and each is counted against the live honest nodes on its
+publisher's side only (``delivery_ratio_during_partition``); the second half starts as
+long after the heal, counted against everyone (``delivery_ratio``).
+
 Byzantine nodes (``byzantine`` fraction, split in three) are members of the swarm (their
 messages would be allowed) running the real core, but: *droppers* never forward a
 message (they keep the mesh protocol and gossip IHAVEs they never honour); *forgers*
@@ -78,6 +89,9 @@ FLOOD_SPACING = 0.05
 #: IHAVE entries and made-up IDs per entry a flooder sends each peer per heartbeat.
 SPAM_IHAVES = 16
 SPAM_IDS = 50
+#: Heartbeats given the meshes to re-form after a cut or a heal is noticed, before
+#: publishing again.
+REFORM_HEARTBEATS = 3
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,10 @@ class PubSubSimConfig:
     failure_detection: float = 2.0
     #: Payload bytes per message.
     message_size: int = 256
+    #: Fraction of the initial nodes cut off from the rest while the first half of the
+    #: publications is made (0: no partition), and the cut's length (s).
+    partition: float = 0.0
+    partition_duration: float = 10.0
 
     def __post_init__(self) -> None:
         if self.nodes < 4 or self.peers_per_node < 2 or self.publications < 1:
@@ -123,6 +141,23 @@ class PubSubSimConfig:
             raise InvalidArgument("byzantine + churn + crashed must stay below 0.9")
         if self.regions < 0:
             raise InvalidArgument("regions must be >= 0")
+        if not 0.0 <= self.partition < 1.0:
+            raise InvalidArgument("partition must be in [0, 1)")
+        if self.partition:
+            if not 1 <= round(self.nodes * self.partition) <= self.nodes - 1:
+                raise InvalidArgument("the partition must leave nodes on both sides")
+            if self.publications < 2:
+                raise InvalidArgument("a partition needs >= 2 publications")
+            if self.reform + self.publications // 2 * self.interval > self.partition_duration:
+                raise InvalidArgument(
+                    "partition_duration too short for half the publications: need "
+                    f">= {self.reform + self.publications // 2 * self.interval:g} s"
+                )
+
+    @property
+    def reform(self) -> float:
+        """Seconds from a cut or heal until publishing (again)."""
+        return self.failure_detection + REFORM_HEARTBEATS * PubSubConfig().heartbeat_interval
 
 
 @dataclass
@@ -132,6 +167,11 @@ class PubSubSimResult:
     config: PubSubSimConfig
     expected: int = 0
     delivered: int = 0
+    #: Publications made during the partition: deliveries expected on the publisher's
+    #: side, and made there.
+    expected_during_partition: int = 0
+    delivered_during_partition: int = 0
+    partition_side_b: int = 0
     #: Per publication: seconds and hops until 99.9 % / 100 % of its expected nodes had it
     #: (None if never).
     t999: list[float | None] = field(default_factory=list)
@@ -193,6 +233,22 @@ class PubSubSimResult:
             "byzantine_negative": {
                 kind: f"{neg}/{total}" for kind, (neg, total) in self.byzantine_scores.items()
             },
+            **(
+                {
+                    "partition": cfg.partition,
+                    "partition_duration": cfg.partition_duration,
+                    "partition_side_b": self.partition_side_b,
+                    "delivery_ratio_during_partition": round(
+                        self.delivered_during_partition / self.expected_during_partition, 6
+                    )
+                    if self.expected_during_partition
+                    else 1.0,
+                    "undelivered_during_partition": self.expected_during_partition
+                    - self.delivered_during_partition,
+                }
+                if cfg.partition
+                else {}
+            ),
             "wall_seconds": round(self.wall_seconds, 1),
             "peak_rss_mib": round(self.peak_rss_mib),
         }
@@ -225,6 +281,7 @@ class _World:
         self.left: dict[str, float] = {}
         self.joined: dict[str, float] = {}
         self.crashed_at: dict[str, float] = {}
+        self.side_b: set[str] = set()
         self.pubs: list[_Publication] = []
         self.pub_by_mid: dict[bytes, _Publication] = {}
         self.real: dict[int, Message] = {}  # id(obj) -> published message object
@@ -426,12 +483,55 @@ class _World:
     def join(self) -> None:
         now = self.net.now
         agent = self.new_node(now)
-        live = [a for a in self.nodes if a not in self.net.crashed and a != agent]
+        connected = self.net.connected  # during a partition: this side only
+        live = [
+            a
+            for a in self.nodes
+            if a not in self.net.crashed and a != agent and connected(agent, a)
+        ]
         for peer in self.rng.sample(live, min(len(live), self.cfg.peers_per_node)):
             self.link(agent, peer, now)
             self.flush(peer)
         self.nodes[agent].subscribe(SIM_TOPIC, now)
         self.flush(agent)
+
+    def cross_links(self) -> list[tuple[str, str]]:
+        """Links across the partition between two running nodes (each once)."""
+        side_b = self.side_b
+        down = self.net.crashed
+        return [
+            (a, b)
+            for a in self.nodes
+            if a in side_b and a not in down
+            for b in self.adj[a]
+            if b not in side_b and b not in down
+        ]
+
+    def cut(self) -> None:
+        """The cross-side sessions time out."""
+        now = self.net.now
+        for a, b in self.cross_links():
+            self.nodes[a].remove_peer(b, now)
+            self.nodes[b].remove_peer(a, now)
+        for agent in self.nodes:
+            if agent not in self.net.crashed:
+                self.flush(agent)
+
+    def relink(self, a: str, b: str) -> None:
+        """A cross-side session comes back after the heal."""
+        if a in self.net.crashed or b in self.net.crashed:
+            return
+        now = self.net.now
+        self.nodes[a].add_peer(b, now, region=self.region[b])
+        self.nodes[b].add_peer(a, now, region=self.region[a])
+        self.flush(a)
+        self.flush(b)
+
+    def heal(self) -> None:
+        self.net.partition(None)
+        for a, b in self.cross_links():
+            when = self.net.now + self.rng.random() * self.cfg.failure_detection
+            self.net.call_at(when, functools.partial(self.relink, a, b))
 
     def publish(self, origin: str, seqno: int) -> None:
         now = self.net.now
@@ -481,16 +581,30 @@ def run_pubsub_sim(
     net.run(cfg.warmup, world.deliver)
     for agent in to_crash:
         world.crash(agent)
-    span = cfg.publications * cfg.interval
     t0 = cfg.warmup + (cfg.failure_detection if n_crash else 0.0)
+    pub_times = [t0 + i * cfg.interval for i in range(cfg.publications)]
+    heal_at = math.inf
+    if cfg.partition:
+        # its own stream, so that the rest matches the same seed without a cut
+        side_rng = random.Random(f"{cfg.seed}/partition")
+        world.side_b = set(side_rng.sample(ids, round(cfg.nodes * cfg.partition)))
+        heal_at = t0 + cfg.partition_duration
+        half = cfg.publications // 2
+        pub_times = [t0 + cfg.reform + i * cfg.interval for i in range(half)] + [
+            heal_at + cfg.reform + i * cfg.interval for i in range(cfg.publications - half)
+        ]
+        net.call_at(t0, lambda: net.partition([world.side_b]))
+        net.call_at(t0 + cfg.failure_detection, world.cut)
+        net.call_at(heal_at, world.heal)
+    span = pub_times[-1] + cfg.interval - t0
     for agent in leavers:
         net.call_at(t0 + rng.random() * span, functools.partial(world.leave, agent))
     for _ in range(n_churn):
         net.call_at(t0 + rng.random() * span, world.join)
     net.run(t0, world.deliver)
     bytes_before = dict(net.bytes_sent)
-    for i in range(cfg.publications):
-        net.run(t0 + i * cfg.interval, world.deliver)
+    for i, when in enumerate(pub_times):
+        net.run(when, world.deliver)
         live = [a for a in honest if a not in net.crashed]
         world.publish(live[rng.randrange(len(live))], i + 1)
         if progress is not None:
@@ -502,11 +616,21 @@ def run_pubsub_sim(
     final_honest = [
         a for a in world.nodes if a not in world.kind and a not in net.crashed
     ]  # fmt: skip
+    side_b = world.side_b
+    result.partition_side_b = len(side_b)
     for pub in world.pubs:
         expected = [a for a in final_honest if world.joined[a] <= pub.at and a != pub.origin]
+        during = bool(side_b) and pub.at < heal_at
+        if during:  # made during the cut: the publisher's side only
+            side = pub.origin in side_b
+            expected = [a for a in expected if (a in side_b) == side]
         got = sum(1 for a in expected if a in pub.times)
-        result.expected += len(expected)
-        result.delivered += got
+        if during:
+            result.expected_during_partition += len(expected)
+            result.delivered_during_partition += got
+        else:
+            result.expected += len(expected)
+            result.delivered += got
         for fraction, times, hops in (
             (0.999, result.t999, result.hops999),
             (1.0, result.t100, result.hops100),
