@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,7 @@ class Fleet:
         extra_args: Sequence[str] = (),
         log_level: str = "warning",
         progress: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a fleet has at least one daemon")
@@ -71,6 +72,8 @@ class Fleet:
         self.extra_args = tuple(extra_args)
         self.log_level = log_level
         self.members: list[FleetMember] = []
+        #: The daemons' environment (default: ours).
+        self.env = dict(os.environ if env is None else env)
         self._progress = progress or (lambda _: None)
 
     async def __aenter__(self) -> Fleet:
@@ -99,7 +102,7 @@ class Fleet:
         args += self.extra_args
         home.mkdir(parents=True, exist_ok=True)
         with open(home / "daemon.stderr", "wb") as err:
-            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=self.env)
         return FleetMember(index, home, proc, Client(home))
 
     async def _ready(self, member: FleetMember) -> None:
