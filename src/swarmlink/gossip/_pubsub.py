@@ -32,11 +32,7 @@ must keep seqnos growing across restarts (start from a clock, e.g. ``time.time_n
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
-
 from ..errors import InvalidArgument, StateError
-from ._pubsub_config import PubSubConfig
 from ._pubsub_events import (
     MessageReceived,
     MessageRejected,
@@ -53,7 +49,6 @@ from ._pubsub_messages import (
     SubOpt,
     message_id,
     validate_topic,
-    verify_message,
 )
 from ._pubsub_regions import BridgeElection
 from ._pubsub_router import allow_any
@@ -80,18 +75,6 @@ class PubSub(Maintenance):
     author)`` is the topic policy; ``verify(msg)`` checks a message's key and signature
     (the simulator passes a memoizing one).
     """
-
-    def __init__(
-        self,
-        local: str,
-        config: PubSubConfig,
-        rng: random.Random,
-        *,
-        region: str = "",
-        allowed: Callable[[str, str], bool] = allow_any,
-        verify: Callable[[Message], bool] = verify_message,
-    ) -> None:
-        super().__init__(local, config, rng, region=region, allowed=allowed, verify=verify)
 
     # ---- queries ---------------------------------------------------------------------------
 

@@ -480,20 +480,26 @@ class MemberTable:
                 self._arm_suspicion(agent, suspicion)
                 self._broadcast(update, now)
 
-    def _on_dead(self, update: Dead, now: float) -> None:
-        agent = update.agent
-        inc = update.incarnation
+    def _down_record(self, agent: str, inc: int, accused: str, now: float) -> Member | None:
+        """The record a Dead/Left update about ``agent`` applies to, or None: about us it
+        is refuted instead (unless we are leaving); unknown agents are ignored."""
         if agent == self.local:
             if not self.left and inc >= self.incarnation:
-                self._refute(inc, now, "dead")
-            return
+                self._refute(inc, now, accused)
+            return None
         rec = self._over.get(agent)
         if rec is None and agent not in self._base_alive:
-            return
+            return None
         if rec is None:
             rec = self._record(agent)
             assert rec is not None
-        if rec.state > SUSPECT or inc < rec.incarnation:
+        return rec
+
+    def _on_dead(self, update: Dead, now: float) -> None:
+        agent = update.agent
+        inc = update.incarnation
+        rec = self._down_record(agent, inc, "dead", now)
+        if rec is None or rec.state > SUSPECT or inc < rec.incarnation:
             return
         self._mark_down(agent, rec, DEAD, inc, update.declared_by, now)
         self._events.append(MemberFailed(agent, inc, now, update.declared_by))
@@ -502,16 +508,9 @@ class MemberTable:
     def _on_left(self, update: Left, now: float) -> None:
         agent = update.agent
         inc = update.incarnation
-        if agent == self.local:
-            if not self.left and inc >= self.incarnation:
-                self._refute(inc, now, "left")
-            return
-        rec = self._over.get(agent)
-        if rec is None and agent not in self._base_alive:
-            return
+        rec = self._down_record(agent, inc, "left", now)
         if rec is None:
-            rec = self._record(agent)
-            assert rec is not None
+            return
         state = rec.state
         if state >= LEFT or inc < rec.incarnation:
             return
