@@ -242,6 +242,14 @@ async def test_http_through_a_tunnel_and_access_control(tmp_path: Path) -> None:
                 await asyncio.to_thread(get, f"http://127.0.0.1:{cfwd.local_port}/")
             await a.unforward(fwd.id)
             assert a.forwards() == []
+            # Forwards on port 0 asked for side by side each get their own port (the
+            # database row holds the bound port, never a shared placeholder).
+            many = await asyncio.gather(*[a.forward(0, b.agent_id, port) for _ in range(6)])
+            assert len({f.local_port for f in many}) == 6
+            assert sorted(f.local_port for f in a.forwards()) == sorted(f.local_port for f in many)
+            with pytest.raises(StateError, match="already forwarded"):
+                await a.forward(many[0].local_port, b.agent_id, port)
+            assert await asyncio.to_thread(get, f"http://127.0.0.1:{many[-1].local_port}/") == b"ok"
     finally:
         server.close()
 

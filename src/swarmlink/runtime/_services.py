@@ -114,7 +114,8 @@ class Services:
             "SELECT id, bind_host, local_port, agent_id, remote_port, remote_name FROM forwards"
         ):
             try:
-                await self._listen_forward(row[0], row[1], row[2], row[3], row[5] or row[4])
+                server = await self._listen_forward(row[1], row[2], row[3], row[5] or row[4])
+                self._forward_servers[row[0]] = server
             except NetworkError as exc:
                 log.warning("could not restore forward", extra={"id": row[0], "error": str(exc)})
         if node.config.socks5 is not None:
@@ -460,23 +461,26 @@ class Services:
         else:
             remote_port, remote_name = _check_port(remote, "remote port"), None
         db = self.node.db
-        if db.query_one(
-            "SELECT 1 FROM forwards WHERE bind_host = ? AND local_port = ? AND local_port != 0",
+        if local_port and db.query_one(
+            "SELECT 1 FROM forwards WHERE bind_host = ? AND local_port = ?",
             (bind_host, local_port),
         ):
             raise StateError(f"{bind_host}:{local_port} is already forwarded")
-        cur = db.execute(
-            "INSERT INTO forwards (bind_host, local_port, agent_id, remote_port, remote_name, "
-            "created) VALUES (?, ?, ?, ?, ?, ?)",
-            (bind_host, local_port, peer, remote_port, remote_name, time.time()),
-        )
-        forward_id = int(cur.lastrowid or 0)
+        # Listen first: the row then holds the real port, so forwards asked for port 0
+        # side by side never share the placeholder 0 in the UNIQUE (bind_host, local_port).
+        server = await self._listen_forward(bind_host, local_port, peer, remote)
+        port = int(server.sockets[0].getsockname()[1])
         try:
-            port = await self._listen_forward(forward_id, bind_host, local_port, peer, remote)
+            cur = db.execute(
+                "INSERT INTO forwards (bind_host, local_port, agent_id, remote_port, "
+                "remote_name, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (bind_host, port, peer, remote_port, remote_name, time.time()),
+            )
         except BaseException:
-            db.execute("DELETE FROM forwards WHERE id = ?", (forward_id,))
+            server.close()
             raise
-        db.execute("UPDATE forwards SET local_port = ? WHERE id = ?", (port, forward_id))
+        forward_id = int(cur.lastrowid or 0)
+        self._forward_servers[forward_id] = server
         return Forward(
             id=forward_id,
             bind_host=bind_host,
@@ -487,19 +491,27 @@ class Services:
         )
 
     async def _listen_forward(
-        self, forward_id: int, bind_host: str, local_port: int, peer: str, remote: int | str
-    ) -> int:
+        self, bind_host: str, local_port: int, peer: str, remote: int | str
+    ) -> asyncio.Server:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 stream = await self.open_tunnel(peer, remote)
             except (SwarmlinkError, TimeoutError) as exc:
-                log.warning("forward refused", extra={"forward": forward_id, "error": str(exc)})
+                log.warning(
+                    "forward refused",
+                    extra={
+                        "listen": f"{bind_host}:{local_port}",
+                        "agent_id": peer,
+                        "remote": remote,
+                        "error": str(exc),
+                    },
+                )
                 writer.close()
                 return
             await pipe(stream, reader, writer)
 
         try:
-            server = await asyncio.start_server(
+            return await asyncio.start_server(
                 lambda r, w: self.node.spawn(on_client(r, w), name="forward-conn"),
                 bind_host,
                 local_port,
@@ -509,8 +521,6 @@ class Services:
             raise NetworkError(
                 f"cannot listen on {bind_host}:{local_port}: {exc.strerror or exc}"
             ) from None
-        self._forward_servers[forward_id] = server
-        return int(server.sockets[0].getsockname()[1])
 
     async def remove_forward(self, forward_id: int) -> None:
         cur = self.node.db.execute("DELETE FROM forwards WHERE id = ?", (forward_id,))
