@@ -7,9 +7,11 @@ import asyncio
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from swarmlink.errors import ErrorCode, ProtocolViolation
 from swarmlink.runtime._stream import Stream
 from swarmlink.session import Session
 from swarmlink.session._session import JOIN_BELOW
@@ -107,5 +109,46 @@ def test_read_chunks_hands_on_the_received_chunks() -> None:
         assert stream.unread == 0 and conn.acked == 150
         stream._on_data(b"", True)
         assert await stream.read_chunks() == []
+
+    asyncio.run(run())
+
+
+@given(
+    st.lists(st.binary(max_size=40), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=1, max_value=17), min_size=1, max_size=30),
+)
+def test_read_frame_nowait_takes_whole_records_only(bodies: list[bytes], cuts: list[int]) -> None:
+    """Records fed in arbitrary pieces: ``read_frame_nowait`` hands out exactly the
+    bodies, in order, each once it has wholly arrived, and acknowledges what it took."""
+
+    async def run() -> None:
+        conn: Any = _Conn()
+        stream = Stream(conn, 1, "/x", "peer", outbound=False)
+        wire = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
+        got: list[bytes] = []
+        pos, i = 0, 0
+        while pos < len(wire):
+            n = cuts[i % len(cuts)]
+            i += 1
+            stream._on_data(wire[pos : pos + n], False)
+            pos += n
+            while (body := stream.read_frame_nowait(max_size=64)) is not None:
+                got.append(body)
+            consumed = sum(4 + len(b) for b in got)
+            assert conn.acked == consumed and stream.unread == min(pos, len(wire)) - consumed
+        assert got == bodies
+
+    asyncio.run(run())
+
+
+def test_read_frame_nowait_refuses_an_oversized_length_before_the_body() -> None:
+    async def run() -> None:
+        conn: Any = _Conn()
+        stream = Stream(conn, 1, "/x", "peer", outbound=False)
+        stream._on_data((1000).to_bytes(4, "big") + b"x", False)
+        with pytest.raises(ProtocolViolation) as info:
+            stream.read_frame_nowait(max_size=999)
+        assert info.value.code == ErrorCode.FRAME_TOO_LARGE
+        assert stream.read_frame_nowait(max_size=1000) is None  # not all here yet
 
     asyncio.run(run())

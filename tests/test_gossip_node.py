@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 from helpers import make_trusted, target, wait_until
+from hypothesis import given
+from hypothesis import strategies as st
 
-from swarmlink.errors import ErrorCode, RemoteError
+from swarmlink.errors import ErrorCode, ProtocolViolation, RemoteError
 from swarmlink.runtime import Node, NodeConfig
-from swarmlink.runtime._gossipsvc import GOSSIP_PROTOCOL
+from swarmlink.runtime._gossipsvc import GOSSIP_PROTOCOL, _split_record
+from swarmlink.wire import cbor
 
 
 async def _start(home: Path) -> Node:
@@ -183,3 +186,41 @@ async def test_membership_covers_trusted_agents_only(tmp_path: Path) -> None:
         assert a.agent_id not in {m["agent_id"] for m in c.gossip.members()}
     finally:
         await _close(nodes)
+
+
+def _split_by_decoder(body: bytes) -> tuple[int, bytes] | str:
+    try:
+        record = cbor.decode(body)
+    except ProtocolViolation:
+        return "refused"
+    if (
+        isinstance(record, list)
+        and len(record) == 2
+        and record[0] in (1, 2, 3)
+        and isinstance(record[1], bytes)
+    ):
+        return record[0], record[1]
+    return "refused"
+
+
+def _split_or_refused(body: bytes) -> tuple[int, bytes] | str:
+    try:
+        return _split_record(body)
+    except ProtocolViolation:
+        return "refused"
+
+
+@given(st.integers(min_value=0, max_value=4), st.binary(max_size=70_000))
+def test_record_envelope_fast_path_matches_the_decoder(channel: int, payload: bytes) -> None:
+    """The envelope ``[channel, payload]`` is sliced without a decoder pass when it is in
+    canonical form; whatever the bytes, the result is the decoder's (same pair, or refused)."""
+    body = cbor.encode([channel, payload])
+    assert _split_or_refused(body) == _split_by_decoder(body)
+    if channel in (1, 2, 3):
+        assert _split_record(body) == (channel, payload)
+
+
+@given(st.binary(max_size=40))
+def test_record_envelope_of_any_bytes_matches_the_decoder(noise: bytes) -> None:
+    for body in (noise, b"\x82\x02" + noise, b"\x82\x01\x58" + noise, b"\x82\x03\x59" + noise):
+        assert _split_or_refused(body) == _split_by_decoder(body)

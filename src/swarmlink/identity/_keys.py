@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from ipaddress import IPv6Address, IPv6Network
@@ -42,7 +43,18 @@ def agent_id_from_public_key(public_key: bytes) -> str:
     """The agent ID of an Ed25519 identity public key (52 chars of lowercase base32)."""
     if len(public_key) != 32:
         raise InvalidArgument("an Ed25519 public key is 32 bytes")
+    return _agent_id(bytes(public_key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _agent_id(public_key: bytes) -> str:
+    # Cached: gossip checks the author of every message it relays against its key.
     return base64.b32encode(_digest(public_key)).decode().rstrip("=").lower()
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
 
 
 def validate_agent_id(text: str) -> str:
@@ -75,7 +87,7 @@ def virtual_address(agent_id: str) -> IPv6Address:
 def verify_signature(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -> None:
     """Check an Ed25519 signature made by :meth:`IdentityKey.sign` (domain-separated)."""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, domain + b"\0" + message)
+        _public_key(bytes(public_key)).verify(signature, domain + b"\0" + message)
     except (InvalidSignature, ValueError):
         raise VerificationFailed(f"invalid {domain.decode(errors='replace')} signature") from None
 

@@ -42,6 +42,7 @@ from ..gossip import (
     Membership,
     PubSub,
     Replicas,
+    Rpc,
     SwimMessage,
     decode_replica_message,
     decode_rpc,
@@ -102,6 +103,10 @@ READD_DELAY = 1.0
 REJOIN_INTERVAL = 10.0
 #: Trusted agents tried per rejoin round.
 REJOIN_PER_ROUND = 3
+#: Decoded pub/sub RPCs remembered by their bytes (see ``GossipService._decode_rpc``), and
+#: the largest RPC remembered: at most 256 x 8 KiB of payloads stay referenced.
+RPC_CACHE_ENTRIES = 256
+RPC_CACHE_MAX_BYTES = 8192
 #: Topic policies: trusted authors (default), any verified author, or a list of agents.
 POLICY_TRUSTED = "trusted"
 POLICY_ANY = "any"
@@ -109,16 +114,52 @@ POLICY_ANY = "any"
 MAX_POLICY_AGENTS = 1024
 
 
+def _split_record(body: bytes) -> tuple[int, bytes]:
+    """A gossip record's ``[channel, payload]``. The canonical form (array of two, a
+    one-byte channel, a byte string with the shortest length head, nothing after it) is
+    sliced without a decoder pass; anything else goes through the CBOR decoder, which
+    accepts or refuses it exactly as before."""
+    n = len(body)
+    if n >= 3 and body[0] == 0x82 and body[1] in _CHANNELS:
+        head = body[2]
+        start, size = 3, -1
+        if 0x40 <= head <= 0x57:
+            size = head - 0x40
+        elif head == 0x58 and n >= 4 and body[3] >= 24:
+            start, size = 4, body[3]
+        elif head == 0x59 and n >= 5:
+            start, size = 5, int.from_bytes(body[3:5], "big")
+            size = size if size > 0xFF else -1
+        elif head == 0x5A and n >= 7:
+            start, size = 7, int.from_bytes(body[3:7], "big")
+            size = size if size > 0xFFFF else -1
+        if size >= 0 and start + size == n:
+            return body[1], body[start:]
+    record = cbor.decode(body)
+    if (
+        not isinstance(record, list)
+        or len(record) != 2
+        or record[0] not in _CHANNELS
+        or not isinstance(record[1], bytes)
+    ):
+        raise ProtocolViolation("gossip record must be [channel, payload bytes]")
+    return record[0], record[1]
+
+
 class _Outbox:
     """Records waiting for one peer, and the task that writes them."""
 
-    __slots__ = ("bytes", "queue", "task", "wake")
+    __slots__ = ("bytes", "idle", "queue", "stream", "task", "wake")
 
     def __init__(self) -> None:
         self.queue: deque[bytes] = deque()
         self.bytes = 0
         self.wake = asyncio.Event()
         self.task: asyncio.Task[Any] | None = None
+        #: The open stream, and whether the writer task is waiting for work with nothing
+        #: queued and nothing to drain: then a record is written at once, not handed over.
+        self.stream: Stream | None = None
+        self.idle = False
 
 
 class GossipService:
@@ -149,6 +190,8 @@ class GossipService:
         self._rejoin_handle: asyncio.TimerHandle | None = None
         self._rng = rng
         self._flushing = False
+        self._arm_pending = False
+        self._rpc_cache: dict[bytes, Rpc] = {}
         self._leaving = False
         self.stats = {"invalid_records": 0, "dropped_outbox": 0, "unreachable": 0}
 
@@ -465,14 +508,17 @@ class GossipService:
     # ---- the engine: input, output, timers --------------------------------------------
 
     async def _serve(self, stream: Stream) -> None:
-        """Read a peer's gossip records until its stream ends."""
+        """Read a peer's gossip records until its stream ends: every record already
+        received is handled before the cores' output goes out (one flush per wake-up)."""
         peer = stream.peer
         while not await stream.at_end():
-            record = await stream.read_record(max_size=MAX_GOSSIP_RECORD)
+            body: bytes | None = await stream.read_frame(max_size=MAX_GOSSIP_RECORD)
             if self._closed:
                 return
             try:
-                self._dispatch(peer, record)
+                while body is not None:
+                    self._dispatch(peer, body)
+                    body = stream.read_frame_nowait(max_size=MAX_GOSSIP_RECORD)
             except ProtocolViolation as exc:
                 self.stats["invalid_records"] += 1
                 log.info("bad gossip record", extra={"peer": peer, "error": str(exc)})
@@ -480,23 +526,30 @@ class GossipService:
             finally:
                 self._flush()
 
-    def _dispatch(self, peer: str, record: object) -> None:
-        if (
-            not isinstance(record, list)
-            or len(record) != 2
-            or record[0] not in _CHANNELS
-            or not isinstance(record[1], bytes)
-        ):
-            raise ProtocolViolation("gossip record must be [channel, payload bytes]")
-        channel, payload = record
+    def _dispatch(self, peer: str, body: bytes) -> None:
+        channel, payload = _split_record(body)
         if not self.pubsub.has_peer(peer) and self._trusted(peer):
             self._add_pubsub_peer(peer, self._region_of(peer))
         if channel == CHANNEL_SWIM:
             self.membership.receive(peer, self._trusted_only(decode_swim(payload)), self._mono())
         elif channel == CHANNEL_PUBSUB:
-            self.pubsub.receive(peer, decode_rpc(payload), self._mono())
+            self.pubsub.receive(peer, self._decode_rpc(payload), self._mono())
         else:
             self.replicas.receive(peer, decode_replica_message(payload), time.time())
+
+    def _decode_rpc(self, payload: bytes) -> Rpc:
+        """:func:`decode_rpc`, remembering recent small RPCs by their bytes: the mesh
+        brings each message from several peers, usually as byte-identical RPCs, and the
+        decoded form is immutable, so each copy after the first costs a dict lookup."""
+        if len(payload) > RPC_CACHE_MAX_BYTES:
+            return decode_rpc(payload)
+        cache = self._rpc_cache
+        rpc = cache.get(payload)
+        if rpc is None:
+            rpc = cache[payload] = decode_rpc(payload)  # raises before caching if bad
+            if len(cache) > RPC_CACHE_ENTRIES:
+                del cache[next(iter(cache))]  # oldest first (insertion order)
+        return rpc
 
     def _add_pubsub_peer(self, peer: str, region: str) -> None:
         if peer == self.local or not self._trusted(peer):
@@ -559,7 +612,16 @@ class GossipService:
             self.replicas.handle_timer(time.time())
         self._flush()
 
+    def _arm_soon(self) -> None:
+        """Re-arm the timers once per event-loop turn, however many records it handled."""
+        if not self._arm_pending:
+            self._arm_pending = True
+            asyncio.get_running_loop().call_soon(self._arm)
+
     def _arm(self) -> None:
+        self._arm_pending = False
+        if self._closed:
+            return
         loop = asyncio.get_running_loop()
         mono_now, wall_now = self._mono(), time.time()
         wanted: dict[str, float | None] = {
@@ -602,7 +664,7 @@ class GossipService:
         self._send_rpcs(self.pubsub.messages_to_send())
         for peer, rmsg in self.replicas.messages_to_send():
             self._send(peer, CHANNEL_STATE, encode_replica_message(rmsg))
-        self._arm()
+        self._arm_soon()
 
     def _drain_events(self) -> bool:
         progressed = False
@@ -678,6 +740,13 @@ class GossipService:
         box = self._outboxes.get(peer)
         if box is None:
             box = self._outboxes[peer] = _Outbox()
+        elif box.idle and box.stream is not None:
+            with contextlib.suppress(SwarmlinkError):  # the writer meets the error itself
+                box.stream.write(record)
+                if box.stream.congested:
+                    box.idle = False
+                    box.wake.set()  # the writer drains before anything else goes out
+                return
         box.queue.append(record)
         box.bytes += len(record)
         while box.bytes > MAX_OUTBOX_BYTES and len(box.queue) > 1:
@@ -698,6 +767,7 @@ class GossipService:
             stream = await asyncio.wait_for(
                 self.node.open_stream(peer, GOSSIP_PROTOCOL), OPEN_TIMEOUT
             )
+            box.stream = stream
             while not self._closed:
                 box.wake.clear()
                 while box.queue:
@@ -708,7 +778,11 @@ class GossipService:
                 if not box.queue:
                     if self._leaving:
                         return
-                    await box.wake.wait()
+                    box.idle = True
+                    try:
+                        await box.wake.wait()
+                    finally:
+                        box.idle = False
         except (SwarmlinkError, OSError, TimeoutError) as exc:
             self.stats["unreachable"] += 1
             log.debug("gossip peer unreachable", extra={"peer": peer, "error": str(exc)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -246,14 +247,38 @@ class Stream:
 
     async def read_record(self, *, max_size: int = MAX_STREAM_RECORD) -> object:
         """One length-prefixed CBOR record (see :mod:`swarmlink.wire.records`)."""
-        header = await self.readexactly(4)
-        size = int.from_bytes(header, "big")
-        if size > max_size:
-            raise ProtocolViolation(
-                f"record of {size} bytes exceeds the limit of {max_size}",
-                ErrorCode.FRAME_TOO_LARGE,
-            )
-        return cbor.decode(await self.readexactly(size))
+        return cbor.decode(await self.read_frame(max_size=max_size))
+
+    async def read_frame(self, *, max_size: int = MAX_STREAM_RECORD) -> bytes:
+        """The body of one length-prefixed record (u32 length, then that many bytes),
+        undecoded; :class:`ProtocolViolation` if the length is over ``max_size``."""
+        size = _frame_size(await self.readexactly(4), max_size)
+        return await self.readexactly(size)
+
+    def read_frame_nowait(self, *, max_size: int = MAX_STREAM_RECORD) -> bytes | None:
+        """Like :meth:`read_frame` for a record already wholly received; ``None`` (and
+        nothing consumed) when it has not fully arrived yet. Lets a reader handle every
+        buffered record in one go instead of waking once per record."""
+        if self._unread < 4:
+            return None
+        buffer = self._buffer
+        head = buffer[0]
+        pos = self._head_pos
+        if len(head) - pos >= 4:
+            header = head[pos : pos + 4]
+        else:  # the length straddles chunks: peek without consuming
+            got = head[pos:]
+            for chunk in itertools.islice(buffer, 1, None):
+                got += chunk[: 4 - len(got)]
+                if len(got) == 4:
+                    break
+            header = got
+        size = _frame_size(header, max_size)
+        if self._unread < 4 + size:
+            return None
+        data = self._take(4 + size)[4:]
+        self._conn.acknowledge(self.stream_id, 4 + size)
+        return data
 
     # ---- writing --------------------------------------------------------------------
 
@@ -272,6 +297,12 @@ class Stream:
     def write_record(self, value: cbor.CborValue) -> None:
         """Write one length-prefixed CBOR record (:func:`swarmlink.wire.records.encode_record`)."""
         self.write(encode_record(value))
+
+    @property
+    def congested(self) -> bool:
+        """True while more than the connection's high-water mark is queued on this
+        stream (a writer should :meth:`drain` before writing more)."""
+        return self._error is None and self._conn.is_congested(self.stream_id)
 
     async def drain(self) -> None:
         """Wait until the data queued on this stream has gone out to the peer."""
@@ -308,3 +339,13 @@ class Stream:
         self.write_eof()
         if self._error is None:
             await self.drain()
+
+
+def _frame_size(header: bytes, max_size: int) -> int:
+    size = int.from_bytes(header, "big")
+    if size > max_size:
+        raise ProtocolViolation(
+            f"record of {size} bytes exceeds the limit of {max_size}",
+            ErrorCode.FRAME_TOO_LARGE,
+        )
+    return size
