@@ -34,6 +34,19 @@ def cfg(tmp: Path, name: str, **kw: Any) -> NodeConfig:
 async def test_unreachable_node_is_reached_through_its_relay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await _through_the_relay(tmp_path, monkeypatch)
+
+
+def test_the_relayed_session_comes_up_on_uvloop_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemons run on uvloop, whose ``start_tls`` refuses transports it did not make: the
+    relayed TLS session then runs asyncio's TLS protocol over the stream transport."""
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_through_the_relay(tmp_path, monkeypatch))
+
+
+async def _through_the_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = bytearray()
     real_read = Stream.read
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import (
     CertificateExpired,
@@ -151,9 +151,9 @@ class PeerConnection(asyncio.Protocol, asyncio.BufferedProtocol):
 
     # ---- asyncio.Protocol -------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's do not subclass asyncio.Transport, so no isinstance).
+        transport = self.transport = cast(asyncio.Transport, base)
         self._ssl_proto = _ssl_protocol(transport)
         if self._ssl_proto is not None:
             _set_ssl_buffer(self._ssl_proto, SSL_IDLE_BUFFER)

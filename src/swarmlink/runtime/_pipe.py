@@ -11,7 +11,7 @@ honoured both ways; an error on either side aborts both.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from ..errors import RemoteError, StateError
 from ._stream import Stream
@@ -117,11 +117,13 @@ def _take_over(
 ) -> tuple[asyncio.Transport, bytes] | None:
     """Detach the transport from asyncio's stream pair: (transport, bytes the reader
     had buffered), or None when that is not possible (then the streams are used)."""
-    transport = writer.transport
+    # A stream transport we can re-point at our protocol (uvloop's transports have these
+    # methods but do not subclass asyncio.Transport, so duck typing, not isinstance).
+    transport = cast(asyncio.Transport, writer.transport)
     state: Any = reader
     buffered = getattr(state, "_buffer", None)
     if (
-        not isinstance(transport, asyncio.Transport)
+        not all(hasattr(transport, m) for m in ("set_protocol", "pause_reading", "write_eof"))
         or transport.is_closing()
         or not isinstance(buffered, bytearray)
         or getattr(state, "_eof", True)  # EOF already seen by the reader

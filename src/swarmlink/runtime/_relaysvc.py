@@ -40,7 +40,7 @@ from ..identity import validate_agent_id
 from ..nat import RelayCore, RelayRefused
 from ._connection import PeerConnection
 from ._stream import Stream
-from ._streamtransport import StreamTransport
+from ._streamtransport import StreamTransport, start_tls
 
 if TYPE_CHECKING:
     from .node import Node
@@ -343,19 +343,17 @@ class RelayService:
     async def _secure(self, stream: Stream, conn: PeerConnection, *, server_side: bool) -> None:
         """End-to-end TLS straight over the relay stream (see :mod:`._streamtransport`)."""
         node = self.node
-        loop = asyncio.get_running_loop()
         transport = StreamTransport(stream)
         try:
-            tls = await loop.start_tls(
+            tls = await start_tls(
                 transport,
                 conn,
                 node._server_ctx if server_side else node._client_ctx,
                 server_side=server_side,
                 server_hostname=None if server_side else "swarmlink",
-                ssl_handshake_timeout=node.config.connect_timeout,
+                handshake_timeout=node.config.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             transport.abort()
             raise NetworkError(f"relayed TLS handshake failed: {exc}") from None
-        assert tls is not None
         conn.connection_made(tls)

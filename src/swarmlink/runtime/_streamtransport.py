@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from asyncio import sslproto
 from typing import Any
 
 from ..errors import ErrorCode, SwarmlinkError
 from ._stream import Stream
 
-__all__ = ["READ_CHUNK", "StreamTransport"]
+__all__ = ["READ_CHUNK", "StreamTransport", "start_tls"]
 
 #: Bytes read from the stream per delivery to the protocol.
 READ_CHUNK = 256 * 1024
@@ -172,3 +174,54 @@ class StreamTransport(asyncio.Transport):
         if self._pump is not None:
             self._pump.cancel()
         self._connection_lost(exc)
+
+
+async def start_tls(
+    transport: StreamTransport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None,
+    handshake_timeout: float,
+) -> asyncio.Transport:
+    """TLS over ``transport``, as ``loop.start_tls`` does; the TLS transport once the
+    handshake is done. On loops other than asyncio's own (uvloop's ``start_tls`` takes
+    only its own transports) asyncio's TLS protocol is attached to ours directly: it runs
+    on any loop (it needs only futures and callbacks)."""
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, asyncio.BaseEventLoop):
+        tls = await loop.start_tls(
+            transport,
+            protocol,
+            context,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=handshake_timeout,
+        )
+        assert tls is not None
+        return tls
+    done: asyncio.Future[None] = loop.create_future()
+    tls_protocol = sslproto.SSLProtocol(
+        loop,
+        protocol,
+        context,
+        done,
+        server_side,
+        server_hostname,
+        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]  # a float works
+        call_connection_made=False,
+    )
+    transport.pause_reading()  # nothing reaches the TLS protocol before connection_made
+    transport.set_protocol(tls_protocol)
+    made = loop.call_soon(tls_protocol.connection_made, transport)
+    resumed = loop.call_soon(transport.resume_reading)
+    try:
+        await done
+    except BaseException:
+        transport.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    app: asyncio.Transport = tls_protocol._app_transport
+    return app
