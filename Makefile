@@ -49,8 +49,11 @@ lint: $(TSTAMP)
 typecheck: $(TSTAMP)
 	$(BIN)/mypy --strict src
 
+# Two phases: everything light on two workers (a file stays on one worker), then the
+# heavy real-network tests (50 daemons, the NAT lab, big transfers) alone.
 unit: $(TSTAMP)
-	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q -n 2 --dist loadfile -m "not serial and not natlab"
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q -m "serial or natlab"
 
 test: sysdeps lint typecheck unit
 

@@ -84,6 +84,14 @@ async def make_trusted(a: Node, b: Node) -> None:
 CLI = [sys.executable, "-m", "swarmlink"]
 
 
+def cli_env() -> dict[str, str]:
+    """The environment for CLI runs and the daemons they start: plain output, and no
+    asyncio debug mode (``make test`` sets it for the test process, where warnings fail
+    tests; in a subprocess it would only slow the run and write to a log)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    return {**env, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
 def run(
     home: Path, *args: str, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -93,7 +101,7 @@ def run(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        env=cli_env(),
     )
     if check and proc.returncode != 0:
         raise AssertionError(

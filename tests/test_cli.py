@@ -18,10 +18,14 @@ from fake_node import FakeNode
 from typer.testing import CliRunner
 
 from swarmlink.cli import app
+from swarmlink.cli._common import console, err_console
 from swarmlink.daemon import ControlServer
 from swarmlink.dht._records import Capability
 
 runner = CliRunner()
+# The CLI's consoles are made at import, sized by the terminal they find then (none under
+# a pytest-xdist worker: 80 columns); the tables here are checked at 160 columns.
+console.width = err_console.width = 160
 AGENT = "a" * 52
 AGENT_P = "b" * 51 + "q"
 AGENT_C = "c" * 51 + "a"

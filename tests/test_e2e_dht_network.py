@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import stop_all
+from helpers import cli_env, stop_all
 
 from swarmlink.client import Client
+
+pytestmark = pytest.mark.serial  # 30 daemons: alone, after the parallel phase of make test
 
 NODES = int(os.environ.get("SWARMLINK_E2E_DHT_NODES", "30"))
 SEED = 30
@@ -25,7 +27,9 @@ def start(home: Path, *bootstrap: str) -> subprocess.Popen[bytes]:
     args += ["--listen", "127.0.0.1:0", "--log-level", "warning", "--no-mdns"]
     for b in bootstrap:
         args += ["--bootstrap", b]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env()
+    )
 
 
 async def ready(client: Client, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> object:

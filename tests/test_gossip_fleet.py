@@ -23,6 +23,8 @@ from helpers import CLI, wait_until
 from swarmlink.client import Client
 from swarmlink.testing import Fleet
 
+pytestmark = pytest.mark.serial  # 50 daemons: alone, after the parallel phase of make test
+
 NODES = int(os.environ.get("SWARMLINK_GOSSIP_NODES", "50"))
 PUBLICATIONS = 10
 SEED = 50

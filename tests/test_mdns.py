@@ -21,7 +21,7 @@ import pytest
 from helpers import stop_all, wait_until
 
 from swarmlink.client import Client
-from swarmlink.identity import IdentityKey
+from swarmlink.identity import IdentityKey, agent_id_from_public_key
 from swarmlink.runtime._mdns import (
     MAX_MDNS_ADDRESSES,
     MAX_MDNS_PEERS,
@@ -31,8 +31,10 @@ from swarmlink.runtime._mdns import (
     peer_from_service,
 )
 
-ME = IdentityKey.generate().agent_id
-PEER = IdentityKey.generate().agent_id
+# Fixed IDs (any 32 bytes hash to an agent ID): parametrized test names must be the same
+# in every pytest-xdist worker.
+ME = agent_id_from_public_key(b"\x01" * 32)
+PEER = agent_id_from_public_key(b"\x02" * 32)
 
 
 def name(agent: str) -> str:

@@ -42,13 +42,10 @@ def test_lookups_find_live_targets(kw: dict[str, float], minimum: float) -> None
     print(s)
     assert s["success_rate"] >= minimum, s
     assert s["hops_median"] <= 3 and s["hops_p99"] <= 5, s
-    assert s["forged_accepted"] == 0, s
+    assert s["forged_accepted"] == 0, s  # forged records are never stored...
+    if kw.get("adversarial"):
+        assert s["forge_attempts"] > 0, s  # ...though the adversaries tried
     assert s["records_resolved"] == "20/20", s
-
-
-def test_forged_records_are_never_stored() -> None:
-    s = summary(1000, 20, adversarial=0.2)
-    assert s["forge_attempts"] > 0 and s["forged_accepted"] == 0
 
 
 def test_bad_configs() -> None:

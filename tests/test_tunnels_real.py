@@ -52,7 +52,8 @@ from swarmlink.identity import virtual_address
 from swarmlink.tunnel import CONNECTION_REFUSED, NOT_ALLOWED
 
 CURL = shutil.which("curl")
-pytestmark = pytest.mark.skipif(CURL is None, reason="needs curl")
+# Serial: big transfers and many processes; they run alone after the parallel phase.
+pytestmark = [pytest.mark.serial, pytest.mark.skipif(CURL is None, reason="needs curl")]
 
 #: Seed of the 64 MiB file (printed by the fixture).
 SEED = 20261127
