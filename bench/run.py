@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def start_daemon(home: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Clie
 
 
 async def wait_ready(client: Client, proc: subprocess.Popen[bytes]) -> Any:
-    deadline = time.monotonic() + 30
+    # Generous: 100 daemons starting at once share two cores (≈0.8 s of CPU each).
+    deadline = time.monotonic() + 120
     while True:
         try:
             return await client.status()
@@ -554,6 +556,15 @@ async def _published(client: Client) -> bool:
     return bool((await client.dht_info())["published_at"])
 
 
+async def section(name: str, work: Awaitable[Any]) -> Any:
+    """One benchmark's result; if it fails, the error, and the others still run."""
+    try:
+        return await work
+    except Exception as exc:
+        log(f"{name} failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -584,26 +595,37 @@ async def main() -> None:
             or ["tunnel", "relay", "http", "tun", "connect", "messages", "rss", "dht", "gossip"]
         )
         if "tunnel" in only:
-            results["tunnel_throughput"] = await bench_tunnel(work, (512 if big else 64) << 20)
+            results["tunnel_throughput"] = await section(
+                "tunnel_throughput", bench_tunnel(work, (512 if big else 64) << 20)
+            )
         if "relay" in only:
-            results["relay_throughput"] = await bench_relay(work, (256 if big else 32) << 20)
+            results["relay_throughput"] = await section(
+                "relay_throughput", bench_relay(work, (256 if big else 32) << 20)
+            )
         if "http" in only:
-            results["http_tunnels"] = await bench_http(
-                work, (256 if big else 32) << 20, 300 if big else 50
+            results["http_tunnels"] = await section(
+                "http_tunnels", bench_http(work, (256 if big else 32) << 20, 300 if big else 50)
             )
         if "tun" in only:
-            results["http_tun"] = await tun.run(work, big)
+            results["http_tun"] = await section("http_tun", tun.run(work, big))
         if "connect" in only:
-            results["connect_first_byte"] = await bench_connect(work, 50 if big else 10)
+            results["connect_first_byte"] = await section(
+                "connect_first_byte", bench_connect(work, 50 if big else 10)
+            )
         if "messages" in only:
-            results["small_messages"] = await bench_messages(work, 50_000 if big else 5_000)
+            results["small_messages"] = await section(
+                "small_messages", bench_messages(work, 50_000 if big else 5_000)
+            )
         if "rss" in only:
-            results["daemon_rss"] = await bench_rss(work, 100 if big else 10)
+            results["daemon_rss"] = await section("daemon_rss", bench_rss(work, 100 if big else 10))
         if "dht" in only:
-            results["dht_lookup"] = await bench_dht(work, 100 if big else 20, 300 if big else 50)
+            results["dht_lookup"] = await section(
+                "dht_lookup", bench_dht(work, 100 if big else 20, 300 if big else 50)
+            )
         if "gossip" in only:
-            results["gossip"] = await gossip.run(
-                work, 100 if big else 20, 100 if big else 20, 200 if big else 50
+            results["gossip"] = await section(
+                "gossip",
+                gossip.run(work, 100 if big else 20, 100 if big else 20, 200 if big else 50),
             )
     print(json.dumps(results, indent=2))
 

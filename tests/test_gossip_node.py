@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from swarmlink.errors import ErrorCode, ProtocolViolation, RemoteError
 from swarmlink.runtime import Node, NodeConfig
-from swarmlink.runtime._gossipsvc import GOSSIP_PROTOCOL, _split_record
+from swarmlink.runtime._gossipsvc import GOSSIP_PROTOCOL
+from swarmlink.runtime._gossipwire import split_record
 from swarmlink.wire import cbor
 
 
@@ -205,7 +206,7 @@ def _split_by_decoder(body: bytes) -> tuple[int, bytes] | str:
 
 def _split_or_refused(body: bytes) -> tuple[int, bytes] | str:
     try:
-        return _split_record(body)
+        return split_record(body)
     except ProtocolViolation:
         return "refused"
 
@@ -217,7 +218,7 @@ def test_record_envelope_fast_path_matches_the_decoder(channel: int, payload: by
     body = cbor.encode([channel, payload])
     assert _split_or_refused(body) == _split_by_decoder(body)
     if channel in (1, 2, 3):
-        assert _split_record(body) == (channel, payload)
+        assert split_record(body) == (channel, payload)
 
 
 @given(st.binary(max_size=40))

@@ -200,8 +200,11 @@ class Client(GossipCalls):
             try:
                 while True:
                     try:
-                        async with asyncio.timeout(line_timeout):
+                        if line_timeout is None:  # a feed that may be quiet for ever
                             value = await anext(lines)
+                        else:
+                            async with asyncio.timeout(line_timeout):
+                                value = await anext(lines)
                     except StopAsyncIteration:
                         return
                     except TimeoutError:

@@ -42,10 +42,8 @@ from ..gossip import (
     Membership,
     PubSub,
     Replicas,
-    Rpc,
     SwimMessage,
     decode_replica_message,
-    decode_rpc,
     decode_swim,
     encode_replica_message,
     encode_rpc,
@@ -60,6 +58,7 @@ from ..identity import validate_agent_id
 from ..wire import cbor
 from . import events as ev
 from ._gossipstate import SharedState, TopicSubscription
+from ._gossipwire import CHANNEL_PUBSUB, CHANNEL_STATE, CHANNEL_SWIM, RpcCache, split_record
 from ._stream import Stream
 from .model import GossipMessage
 
@@ -77,10 +76,6 @@ __all__ = [
 log = logging.getLogger("swarmlink.gossip")
 
 GOSSIP_PROTOCOL = "/swarmlink/gossip/1"
-CHANNEL_SWIM = 1
-CHANNEL_PUBSUB = 2
-CHANNEL_STATE = 3
-_CHANNELS = (CHANNEL_SWIM, CHANNEL_PUBSUB, CHANNEL_STATE)
 
 #: Largest gossip record a peer may send (bytes of CBOR after the 4-byte length): room
 #: for the largest pub/sub RPC or membership push-pull the cores accept.
@@ -103,47 +98,11 @@ READD_DELAY = 1.0
 REJOIN_INTERVAL = 10.0
 #: Trusted agents tried per rejoin round.
 REJOIN_PER_ROUND = 3
-#: Decoded pub/sub RPCs remembered by their bytes (see ``GossipService._decode_rpc``), and
-#: the largest RPC remembered: at most 256 x 8 KiB of payloads stay referenced.
-RPC_CACHE_ENTRIES = 256
-RPC_CACHE_MAX_BYTES = 8192
 #: Topic policies: trusted authors (default), any verified author, or a list of agents.
 POLICY_TRUSTED = "trusted"
 POLICY_ANY = "any"
 #: Agents an explicit topic policy lists at most.
 MAX_POLICY_AGENTS = 1024
-
-
-def _split_record(body: bytes) -> tuple[int, bytes]:
-    """A gossip record's ``[channel, payload]``. The canonical form (array of two, a
-    one-byte channel, a byte string with the shortest length head, nothing after it) is
-    sliced without a decoder pass; anything else goes through the CBOR decoder, which
-    accepts or refuses it exactly as before."""
-    n = len(body)
-    if n >= 3 and body[0] == 0x82 and body[1] in _CHANNELS:
-        head = body[2]
-        start, size = 3, -1
-        if 0x40 <= head <= 0x57:
-            size = head - 0x40
-        elif head == 0x58 and n >= 4 and body[3] >= 24:
-            start, size = 4, body[3]
-        elif head == 0x59 and n >= 5:
-            start, size = 5, int.from_bytes(body[3:5], "big")
-            size = size if size > 0xFF else -1
-        elif head == 0x5A and n >= 7:
-            start, size = 7, int.from_bytes(body[3:7], "big")
-            size = size if size > 0xFFFF else -1
-        if size >= 0 and start + size == n:
-            return body[1], body[start:]
-    record = cbor.decode(body)
-    if (
-        not isinstance(record, list)
-        or len(record) != 2
-        or record[0] not in _CHANNELS
-        or not isinstance(record[1], bytes)
-    ):
-        raise ProtocolViolation("gossip record must be [channel, payload bytes]")
-    return record[0], record[1]
 
 
 class _Outbox:
@@ -191,7 +150,7 @@ class GossipService:
         self._rng = rng
         self._flushing = False
         self._arm_pending = False
-        self._rpc_cache: dict[bytes, Rpc] = {}
+        self._rpcs = RpcCache()
         self._leaving = False
         self.stats = {"invalid_records": 0, "dropped_outbox": 0, "unreachable": 0}
 
@@ -527,29 +486,15 @@ class GossipService:
                 self._flush()
 
     def _dispatch(self, peer: str, body: bytes) -> None:
-        channel, payload = _split_record(body)
+        channel, payload = split_record(body)
         if not self.pubsub.has_peer(peer) and self._trusted(peer):
             self._add_pubsub_peer(peer, self._region_of(peer))
         if channel == CHANNEL_SWIM:
             self.membership.receive(peer, self._trusted_only(decode_swim(payload)), self._mono())
         elif channel == CHANNEL_PUBSUB:
-            self.pubsub.receive(peer, self._decode_rpc(payload), self._mono())
+            self.pubsub.receive(peer, self._rpcs.decode(payload), self._mono())
         else:
             self.replicas.receive(peer, decode_replica_message(payload), time.time())
-
-    def _decode_rpc(self, payload: bytes) -> Rpc:
-        """:func:`decode_rpc`, remembering recent small RPCs by their bytes: the mesh
-        brings each message from several peers, usually as byte-identical RPCs, and the
-        decoded form is immutable, so each copy after the first costs a dict lookup."""
-        if len(payload) > RPC_CACHE_MAX_BYTES:
-            return decode_rpc(payload)
-        cache = self._rpc_cache
-        rpc = cache.get(payload)
-        if rpc is None:
-            rpc = cache[payload] = decode_rpc(payload)  # raises before caching if bad
-            if len(cache) > RPC_CACHE_ENTRIES:
-                del cache[next(iter(cache))]  # oldest first (insertion order)
-        return rpc
 
     def _add_pubsub_peer(self, peer: str, region: str) -> None:
         if peer == self.local or not self._trusted(peer):

@@ -30,6 +30,17 @@ __all__ = [
 _T = TypeVar("_T", bound="JsonModel")
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    # Per class, once: a subscriber decodes one model per message.
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 class JsonModel:
     """Mixin: dataclass <-> JSON dict (field names are the JSON keys)."""
 
@@ -44,7 +55,7 @@ class JsonModel:
 
     @classmethod
     def from_json(cls: type[_T], data: dict[str, Any]) -> _T:
-        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _field_names(cls)
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             if name not in names:
