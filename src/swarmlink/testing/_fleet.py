@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..client import Client
-from ..errors import SwarmlinkError
+from ..errors import NetworkError, SwarmlinkError
 
 __all__ = ["Fleet", "FleetMember"]
 
@@ -31,6 +31,9 @@ START_TIMEOUT = 120.0
 TRUST_CONCURRENCY = 8
 #: Seconds one trust request may take to arrive.
 TRUST_TIMEOUT = 30.0
+#: Connection attempts per pair: on a box running 100 daemons a handshake can outlast
+#: its timeout (seen once in ~3,700 connects); a person would simply try again.
+CONNECT_ATTEMPTS = 3
 
 
 @dataclass
@@ -146,7 +149,14 @@ class Fleet:
             nonlocal done
             a, b = self.members[i], self.members[j]
             async with gate:
-                await a.client.connect(b.target)
+                for attempt in range(1, CONNECT_ATTEMPTS + 1):
+                    try:
+                        await a.client.connect(b.target)
+                        break
+                    except NetworkError as exc:
+                        if attempt == CONNECT_ATTEMPTS:
+                            raise
+                        self._progress(f"connect {i} -> {j} failed ({exc}); trying again")
                 await a.client.trust_request(b.agent_id, "fleet")
                 deadline = time.monotonic() + TRUST_TIMEOUT
                 while not any(p.agent_id == a.agent_id for p in await b.client.trust_pending()):
