@@ -13,7 +13,7 @@ from helpers import drop_session, target, wait_until
 
 from swarmlink.dht import DHT_PROTOCOL, Query, Request, Response, node_id
 from swarmlink.dht._records import AgentRecord
-from swarmlink.errors import InvalidArgument, NotFound, StreamReset
+from swarmlink.errors import ErrorCode, InvalidArgument, NotFound, StreamReset
 from swarmlink.runtime import Node, NodeConfig
 from swarmlink.runtime._dhtsvc import _read_message, _write_message, parse_bootstrap
 
@@ -292,5 +292,37 @@ async def test_a_waiter_survives_when_the_dial_it_waits_for_is_abandoned(
         assert conn.agent_id == b.agent_id
         with pytest.raises(asyncio.CancelledError):
             await first
+    finally:
+        await close_all(nodes)
+
+
+async def test_a_request_on_a_session_that_lost_a_dial_race_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes dialing each other at once keep one session and close the other with
+    DUPLICATE_CONNECTION, resetting its streams: a DHT request caught on the closed one is
+    sent again on the kept one (a LAN test once failed its lookup on exactly this);
+    any other reset still fails the request."""
+    from swarmlink.runtime import _dhtsvc
+
+    real = _dhtsvc._read_message
+    resets: list[ErrorCode] = []
+
+    async def racing(stream: Any) -> bytes:
+        if resets:
+            stream.reset()
+            raise StreamReset("reset by session: duplicate connection", resets.pop())
+        return await real(stream)
+
+    monkeypatch.setattr(_dhtsvc, "_read_message", racing)
+    nodes = await start_network(tmp_path, 2)
+    try:
+        a, b = nodes
+        resets.append(ErrorCode.DUPLICATE_CONNECTION)
+        response = await a.dht.request(b.agent_id, Query.PING, node_id(a.agent_id))
+        assert response.ok and not resets
+        resets.append(ErrorCode.CANCEL)
+        with pytest.raises(StreamReset):
+            await a.dht.request(b.agent_id, Query.PING, node_id(a.agent_id))
     finally:
         await close_all(nodes)

@@ -281,17 +281,26 @@ class DhtService:
         """One request to ``agent_id`` (dialing it if needed); raises on failure."""
         self._rid = (self._rid + 1) & 0xFFFF_FFFF
         req = Request(kind, self._rid, key, record, self._published_addresses)
-        conn = await self.node.connection(
-            agent_id, hints=self._addresses_of(agent_id), resolve=False
-        )
-        stream = conn.open_stream(DHT_PROTOCOL)
-        try:
-            _write_message(stream, req.encode())
-            stream.write_eof()
-            response = decode_response(await _read_message(stream))
-        except BaseException:
-            stream.reset(ErrorCode.CANCEL)
-            raise
+        for attempt in (1, 2):
+            conn = await self.node.connection(
+                agent_id, hints=self._addresses_of(agent_id), resolve=False
+            )
+            stream = conn.open_stream(DHT_PROTOCOL)
+            try:
+                _write_message(stream, req.encode())
+                stream.write_eof()
+                response = decode_response(await _read_message(stream))
+                break
+            except RemoteError as exc:
+                stream.reset(ErrorCode.CANCEL)
+                if attempt == 1 and exc.code == ErrorCode.DUPLICATE_CONNECTION:
+                    # The session lost a simultaneous-dial race (both ends dialed at once;
+                    # the other session is kept): ask again on the one kept.
+                    continue
+                raise
+            except BaseException:
+                stream.reset(ErrorCode.CANCEL)
+                raise
         if response.request_id != req.request_id:
             raise ProtocolViolation("DHT response to another request", ErrorCode.MALFORMED)
         return response
