@@ -48,7 +48,7 @@ class _TcpSide(asyncio.Protocol):
             self._end_inbound(reset=True)
             self._transport.pause_reading()
             return
-        if self._drainer is None and stream.connection.is_congested(stream.stream_id):
+        if self._drainer is None and stream.congested:
             self._transport.pause_reading()
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 

@@ -308,7 +308,7 @@ class Stream:
         """Wait until the data queued on this stream has gone out to the peer."""
         while True:
             self._check_writable_or_eof()
-            if not self._conn.is_congested(self.stream_id):
+            if not self.congested:
                 return
             self._write_waiter = asyncio.get_running_loop().create_future()
             self._conn.add_drain_waiter(self._write_waiter)

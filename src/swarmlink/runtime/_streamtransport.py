@@ -126,7 +126,7 @@ class StreamTransport(asyncio.Transport):
         except SwarmlinkError as exc:
             self._connection_lost(exc)
             return
-        if not self._write_paused and self._stream.connection.is_congested(self._stream.stream_id):
+        if not self._write_paused and self._stream.congested:
             self._write_paused = True
             protocol = self._protocol
             if isinstance(protocol, asyncio.BaseProtocol):

@@ -319,7 +319,7 @@ class TunService:
         except RemoteError:
             self._drop_link(agent, link)
             return
-        if stream.connection.is_congested(stream.stream_id):
+        if stream.congested:
             link.pumping = True
             self.node.spawn(self._pump(agent, link), name="tun-pump")
 
@@ -385,7 +385,7 @@ class TunService:
         try:
             while True:
                 await stream.drain()
-                while link.pending and not stream.connection.is_congested(stream.stream_id):
+                while link.pending and not stream.congested:
                     packet = link.pending.popleft()
                     link.queued -= len(packet)
                     self._write(link, stream, packet)
