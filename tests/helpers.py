@@ -84,12 +84,17 @@ async def make_trusted(a: Node, b: Node) -> None:
 CLI = [sys.executable, "-m", "swarmlink"]
 
 
+def daemon_env() -> dict[str, str]:
+    """This environment without asyncio debug mode, for the daemons and CLI runs tests
+    start (``make test`` sets it for the test process, where warnings fail tests; in a
+    subprocess it would only slow the run and write to a log)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+
+
 def cli_env() -> dict[str, str]:
-    """The environment for CLI runs and the daemons they start: plain output, and no
-    asyncio debug mode (``make test`` sets it for the test process, where warnings fail
-    tests; in a subprocess it would only slow the run and write to a log)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    return {**env, "NO_COLOR": "1", "COLUMNS": "200"}
+    """The environment for CLI runs and the daemons they start: :func:`daemon_env` with
+    plain output."""
+    return {**daemon_env(), "NO_COLOR": "1", "COLUMNS": "200"}
 
 
 def run(

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import daemon_env
+
 __all__ = ["KINDS", "Box", "NatLab", "lab_available"]
 
 KINDS = ("public", "fullcone", "restricted", "symmetric", "double")
@@ -105,8 +107,9 @@ class Box:
         args += ["--listen", f"{self.ip}:7420", "--no-mdns", "--log-level", level, *extra]
         # Daemons run as users run them: asyncio's debug mode (make test turns it on for
         # the test process) slows every callback and skews the timing of hole punches.
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-        return self.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        return self.popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=daemon_env()
+        )
 
 
 @dataclass

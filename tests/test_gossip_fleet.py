@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, wait_until
+from helpers import CLI, daemon_env, wait_until
 
 from swarmlink.client import Client
 from swarmlink.testing import Fleet
@@ -81,8 +81,7 @@ async def test_fifty_daemons_deliver_every_publication_and_heal_a_partition(
 
     # The daemons run without asyncio debug mode (make test sets it for the test process):
     # its per-callback bookkeeping, times 50 processes on 2 cores, only slows the run.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    async with Fleet(tmp_path, NODES, progress=progress, env=env) as fleet:
+    async with Fleet(tmp_path, NODES, progress=progress, env=daemon_env()) as fleet:
         clients = fleet.clients
         await fleet.trust_all()
 

@@ -31,11 +31,11 @@ from typing import Any
 
 import pytest
 import ssh_server
-from helpers import CLI, run, run_json, wait_for
+from helpers import CLI, daemon_env, run, run_json, wait_for
 from netns_lab import Box, NatLab, lab_available
 
 SEED = 5150
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+_ENV = daemon_env()
 
 
 def _tun_available() -> tuple[bool, str]:
